@@ -1,0 +1,1 @@
+"""Kernel object kinds.  Nothing in here imports the bus library."""
