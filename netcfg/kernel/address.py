@@ -86,3 +86,31 @@ class AddressOnLink:
 
     def __str__(self) -> str:
         return f"address {self.address} dev #{self.ifindex}"
+
+
+async def add(nl, objs: list[AddressOnLink]) -> list[tuple[AddressOnLink, Exception]]:
+    """Add addresses one by one (a tunnel has few); report refusals."""
+    from .netlink import refused
+    from ..errors import KernelRefused
+
+    failed = []
+    for obj in objs:
+        a = obj.address
+        extra = {"broadcast": a.broadcast} if a.broadcast else {}
+        if a.ipv6:
+            extra["flags"] = 0x02 | 0x80  # IFA_F_NODAD | IFA_F_PERMANENT: usable at once
+        try:
+            async with refused("add", obj):
+                await nl.ipr.addr("add", index=obj.ifindex, address=a.address, prefixlen=a.prefix, **extra)
+        except KernelRefused as e:
+            failed.append((obj, e))
+    return failed
+
+
+async def remove(nl, objs: list[AddressOnLink]) -> None:
+    from .netlink import GONE, refused
+
+    for obj in objs:
+        a = obj.address
+        async with refused("delete", obj, ignore=GONE):
+            await nl.ipr.addr("del", index=obj.ifindex, address=a.address, prefixlen=a.prefix)

@@ -1,0 +1,265 @@
+"""Every method call on our connection, from arrival to reply.
+
+We route calls ourselves instead of using dbus-fast's ServiceInterface:
+several members carry fds outside their signatures (spec 1.2-1.4), the
+introspection XML must be byte-exact, and every call needs its sender for
+authorization.  One message handler sees each call first and:
+
+* takes ownership of attached fds at once: fd 0 goes to a member that
+  reads one, every other fd is closed (the libraries leak them, notes 1.6);
+* queues the call per sender, so one client's calls run in the order it
+  sent them while other clients are served concurrently;
+* checks path, interface, member, signature, then the member's policy, then
+  runs the face's handler and maps any exception through bus/errors.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from dbus_fast import Message, MessageFlag, MessageType, Variant
+
+from . import INTERFACE
+from .access import Caller, Credentials, authorize
+from .errors import (
+    INVALID_ARGS, PROPERTY_READ_ONLY, UNKNOWN_INTERFACE, UNKNOWN_METHOD, UNKNOWN_OBJECT,
+    UNKNOWN_PROPERTY, BusError, to_wire,
+)
+from .members import Method, Policy, introspect
+
+log = logging.getLogger(__name__)
+
+PROPERTIES = "org.freedesktop.DBus.Properties"
+INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
+PEER = "org.freedesktop.DBus.Peer"
+
+
+@dataclass
+class Call:
+    msg: Message
+    caller: Caller
+    fd: int | None = None
+
+
+@dataclass
+class FdReply:
+    """A reply body plus one fd in the message's fd list (not in the signature)."""
+
+    body: list
+    fd: int
+
+
+def close_fds(fds) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class Dispatcher:
+    def __init__(self, bus, credentials: Credentials, on_activity: Callable[[], None]) -> None:
+        self.bus = bus
+        self.credentials = credentials
+        self.on_activity = on_activity
+        self.objects: dict[str, Any] = {}  # path -> face
+        self.on_name_lost: Callable[[str], Any] = lambda name: None
+        self._queues: dict[str, deque] = {}
+        self.machine_id = _machine_id()
+
+    # -- object tree --
+
+    def export(self, face) -> None:
+        self.objects[face.path] = face
+
+    def unexport(self, path: str) -> None:
+        self.objects.pop(path, None)
+
+    def children(self, path: str) -> list[str]:
+        prefix = "/" if path == "/" else path + "/"
+        names = {p[len(prefix):].split("/", 1)[0] for p in self.objects if p.startswith(prefix)}
+        return sorted(names)
+
+    # -- arrival --
+
+    def handle(self, msg: Message):
+        """dbus-fast message handler: True = we took it (every method call)."""
+        if msg.message_type is MessageType.SIGNAL:
+            self._on_signal(msg)
+            return None
+        if msg.message_type is not MessageType.METHOD_CALL:
+            return None  # replies to our own calls
+        fds = list(msg.unix_fds or [])
+        sender = msg.sender or ""
+        self.credentials.prefetch(sender)
+        self._enqueue(sender, (msg, fds))
+        return True
+
+    def _enqueue(self, sender: str, item) -> None:
+        queue = self._queues.get(sender)
+        if queue is None:
+            queue = self._queues[sender] = deque()
+            asyncio.ensure_future(self._drain(sender, queue))
+        queue.append(item)
+
+    async def _drain(self, sender: str, queue: deque) -> None:
+        try:
+            while queue:
+                item = queue.popleft()
+                if item is None:  # the sender left the bus after these calls
+                    self.credentials.forget(sender)
+                    await self.on_name_lost(sender)
+                    continue
+                await self._serve(*item)
+        except Exception:
+            log.exception("call queue of %s", sender)
+        finally:
+            self._queues.pop(sender, None)
+            close_fds(fd for item in queue if item for fd in item[1])
+
+    def _on_signal(self, msg: Message) -> None:
+        if (msg.member == "NameOwnerChanged" and msg.sender == "org.freedesktop.DBus"
+                and msg.interface == "org.freedesktop.DBus"):
+            name, old, new = msg.body
+            if name.startswith(":") and old and not new:
+                self._enqueue(name, None)
+            self.on_owner_changed(name, new)
+
+    def on_owner_changed(self, name: str, new_owner: str) -> None:
+        """Overridden by the service to follow net.openvpn.v3.log."""
+
+    # -- serving one call --
+
+    async def _serve(self, msg: Message, fds: list[int]) -> None:
+        self.on_activity()
+        what = f"{msg.interface or ''}.{msg.member} on {msg.path}"
+        try:
+            caller = await self.credentials.lookup(msg.sender or "")
+            result = await self._route(msg, caller, fds)
+        except Exception as exc:  # every failure becomes an error reply
+            name, text = to_wire(exc, what)
+            self._reply(Message.new_error(msg, name, text), msg)
+            return
+        finally:
+            close_fds(fds)  # whatever the member did not keep
+        if isinstance(result, FdReply):
+            await self._reply_with_fd(msg, result)
+        else:
+            signature, body = result if result is not None else ("", [])
+            self._reply(Message.new_method_return(msg, signature, body), msg)
+
+    def _reply(self, reply: Message, msg: Message) -> None:
+        if not msg.flags & MessageFlag.NO_REPLY_EXPECTED:
+            self.bus.send(reply)
+
+    async def _reply_with_fd(self, msg: Message, result: FdReply) -> None:
+        # The library neither dups nor closes fds it sends and writes later:
+        # keep ours until the message is out, then close it (notes 1.6.3).
+        try:
+            if not msg.flags & MessageFlag.NO_REPLY_EXPECTED:
+                await self.bus.send(Message.new_method_return(msg, "", result.body, [result.fd]))
+        except Exception as e:
+            log.warning("reply with fd to %s: %s", msg.sender, e)
+        finally:
+            close_fds([result.fd])
+
+    async def _route(self, msg: Message, caller: Caller, fds: list[int]):
+        iface, member, path = msg.interface, msg.member, msg.path or "/"
+        if iface == PEER and member == "Ping" and msg.signature == "":
+            return None
+        if iface == PEER and member == "GetMachineId" and msg.signature == "":
+            return "s", [self.machine_id]
+        face = self.objects.get(path)
+        if iface == INTROSPECTABLE and member == "Introspect" and msg.signature == "":
+            return "s", [self._introspect(path, face)]
+        if face is None:
+            raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{path}'")
+        if iface == PROPERTIES:
+            return await self._properties(face, msg, caller)
+        if iface not in (INTERFACE, None):
+            raise BusError(UNKNOWN_INTERFACE, f"No such interface '{iface}' at path '{path}'")
+        method = face.methods.get(member)
+        if method is None:
+            raise BusError(UNKNOWN_METHOD, f"No such method '{member}'")
+        if msg.signature != method.signature and msg.signature not in method.also_accepts:
+            raise BusError(INVALID_ARGS, f"Type of message, '({msg.signature})', does not match expected type '({method.signature})'")
+        authorize(method.policy, caller, face.owner(), f"{method.name} on {path}")
+        # fd 0 stays in `fds`: the handler borrows it, _serve closes it after.
+        fd = fds[0] if method.fd_in and fds else None
+        result = await getattr(face, method.name)(Call(msg, caller, fd), *msg.body)
+        if method.fd_out:
+            return result
+        return (method.out_signature, result) if method.out_signature else None
+
+    def _introspect(self, path: str, face) -> str:
+        children = self.children(path)
+        if face is None:
+            if not children and path != "/":
+                raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{path}'")
+            return introspect(None, (), (), (), children)
+        return introspect(INTERFACE, face.methods.values(), face.properties.values(), face.signals, children)
+
+    async def _properties(self, face, msg: Message, caller: Caller):
+        member, sig, body = msg.member, msg.signature, msg.body
+        if member == "Get" and sig == "ss":
+            prop = _property(face, *body)
+            authorize(prop.read, caller, face.owner(), f"Get {prop.name}")
+            return "v", [Variant(prop.type, prop.getter(face))]
+        if member == "GetAll" and sig == "s":
+            _check_interface(body[0])
+            props = [p for p in face.properties.values() if _readable(p, caller, face)]
+            return "a{sv}", [{p.name: Variant(p.type, p.getter(face)) for p in props}]
+        if member == "Set" and sig == "ssv":
+            prop = _property(face, body[0], body[1])
+            if prop.setter is None:
+                raise BusError(PROPERTY_READ_ONLY, f"Property '{prop.name}' is read-only")
+            authorize(prop.write, caller, face.owner(), f"Set {prop.name}")
+            value: Variant = body[2]
+            if value.signature != prop.type:
+                raise BusError(INVALID_ARGS, f"Error setting property '{prop.name}': Expected type '{prop.type}' but got '{value.signature}'")
+            await prop.setter(face, value.value)
+            self.emit(face.path, PROPERTIES, "PropertiesChanged", "sa{sv}as",
+                      [INTERFACE, {prop.name: Variant(prop.type, prop.getter(face))}, []])
+            return None
+        raise BusError(UNKNOWN_METHOD, f"No such method '{member}' with signature '{sig}'")
+
+    def emit(self, path: str, interface: str, member: str, signature: str, body: list, destination: str | None = None):
+        return self.bus.send(Message.new_signal(path, interface, member, signature, body) if destination is None
+                             else Message(message_type=MessageType.SIGNAL, path=path, interface=interface,
+                                          member=member, signature=signature, body=body, destination=destination))
+
+
+def _check_interface(iface: str) -> None:
+    if iface not in (INTERFACE, ""):
+        raise BusError(UNKNOWN_INTERFACE, f"No such interface '{iface}'")
+
+
+def _property(face, iface: str, name: str):
+    _check_interface(iface)
+    prop = face.properties.get(name)
+    if prop is None:
+        raise BusError(UNKNOWN_PROPERTY, f"No such property '{name}'")
+    return prop
+
+
+def _readable(prop, caller: Caller, face) -> bool:
+    try:
+        authorize(prop.read, caller, face.owner(), prop.name)
+        return True
+    except Exception:
+        return False
+
+
+def _machine_id() -> str:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            continue
+    return "0" * 32

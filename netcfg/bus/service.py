@@ -1,0 +1,158 @@
+"""Wiring: build the core and the faces, serve, and shut down in order.
+
+Start: kernel handles, journal recovery (undo what a crashed run left),
+bus connection, faces, name.  Stop (SIGTERM, SIGINT, idle exit): every
+device is torn down through the same path as Destroy, protections released,
+queued signals flushed, then the name is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from dbus_fast import Message, MessageType, RequestNameReply
+
+from .. import log as levels
+from ..config import Options
+from ..dco.probe import dco_available
+from ..dns.order import DnsManager
+from ..kernel.netlink import Netlink
+from ..registry import Context, DeviceRegistry
+from ..session import Session
+from ..state import Journal
+from . import BUS_NAME
+from .access import Credentials
+from .connection import connect
+from .device import DeviceFace
+from .dispatch import Dispatcher
+from .logsignal import LOG_SERVICE, LogSignalHandler
+from .manager import ManagerFace
+from .signals import SignalPump, Subscriptions
+
+log = logging.getLogger(__name__)
+
+NAME_OWNER_RULE = ("type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                   "interface='org.freedesktop.DBus',member='NameOwnerChanged'")
+
+
+class StartupError(Exception):
+    """The service cannot start (exit code 3)."""
+
+
+async def _bus_call(bus, member: str, signature: str = "", body: list | None = None):
+    reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                   interface="org.freedesktop.DBus", member=member,
+                                   signature=signature, body=body or []))
+    if reply.message_type is not MessageType.METHOD_RETURN:
+        return None
+    return reply.body[0] if reply.body else True
+
+
+class Service:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.stopping = asyncio.Event()
+        self.last_activity = time.monotonic()
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    async def run(self) -> int:
+        opts = self.options
+        self.nl = await Netlink().open()
+        journal = Journal(opts.state_dir)
+        self.bus = bus = await connect(opts.bus_address)
+        dispatcher = self.dispatcher = Dispatcher(bus, Credentials(bus), self.touch)
+        self.pump = SignalPump(bus)
+        subscriptions = Subscriptions(self.pump)
+        self.dns = DnsManager()
+        ctx = Context(opts, self.nl, journal, self.dns, subscriptions)
+        self.registry = registry = DeviceRegistry(ctx, on_removed=lambda s: dispatcher.unexport(s.path))
+        await registry.recover()
+
+        manager = ManagerFace(registry, subscriptions, self._export_device, opts.log_level,
+                              opts.config_file or "", dco_available)
+        dispatcher.export(manager)
+        log_handler = LogSignalHandler(dispatcher, manager.path)
+        logging.getLogger().addHandler(log_handler)
+        manager.on_log_level = levels.widen
+
+        async def name_lost(name: str) -> None:
+            subscriptions.drop(name)
+            await registry.owner_gone(name)
+
+        def owner_changed(name: str, new_owner: str) -> None:
+            if name == LOG_SERVICE:
+                log_handler.target = new_owner or None
+
+        dispatcher.on_name_lost = name_lost
+        dispatcher.on_owner_changed = owner_changed
+        bus.add_message_handler(dispatcher.handle)
+        self.pump.start()
+        await _bus_call(bus, "AddMatch", "s", [NAME_OWNER_RULE])
+        log_handler.target = await _bus_call(bus, "GetNameOwner", "s", [LOG_SERVICE])
+        reply = await bus.request_name(BUS_NAME)
+        if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
+            raise StartupError(f"cannot own {BUS_NAME}: {reply.name} (another instance, or the D-Bus policy)")
+        log.info("netcfg serving %s (redirect method %s%s, DNS backend %s)", BUS_NAME, opts.redirect_method,
+                 f", so-mark {opts.set_somark}" if opts.set_somark is not None else "", self.dns.backend.name)
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stopping.set)
+        watchers = [asyncio.ensure_future(self._idle_watch()), asyncio.ensure_future(self._bus_watch())]
+        await self.stopping.wait()
+        for w in watchers:
+            w.cancel()
+        await self.shutdown()
+        return 0
+
+    def _export_device(self, session: Session, log_level: int) -> None:
+        self.dispatcher.export(DeviceFace(session, self.registry, log_level))
+
+    async def _idle_watch(self) -> None:
+        minutes = self.options.idle_exit
+        if not minutes:
+            return
+        limit = minutes * 60
+        while True:
+            await asyncio.sleep(min(limit / 2, 30))
+            if not self.registry.sessions and time.monotonic() - self.last_activity > limit:
+                log.info("idle for %.1f minutes without devices: exiting", minutes)
+                self.stopping.set()
+                return
+
+    async def _bus_watch(self) -> None:
+        try:
+            await self.bus.wait_for_disconnect()
+        except Exception as e:
+            log.critical("lost the bus connection: %s", e)
+        else:
+            log.critical("the bus connection was closed")
+        self.stopping.set()
+
+    async def shutdown(self) -> None:
+        log.info("shutting down: tearing down %d devices", len(self.registry.sessions))
+        try:
+            await self.registry.shutdown()
+            await self.pump.stop()
+            await self.dns.backend.stop()
+        finally:
+            if self.bus.connected:
+                try:
+                    await self.bus.release_name(BUS_NAME)
+                except Exception:
+                    pass
+                self.bus.disconnect()
+            await self.nl.close()
+
+
+def main(options: Options) -> int:
+    try:
+        return asyncio.run(Service(options).run())
+    except StartupError as e:
+        log.critical("%s", e)
+        return 3

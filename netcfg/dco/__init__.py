@@ -1,0 +1,1 @@
+"""Kernel data channel offload (ovpn-dco-v2 and mainline ovpn)."""

@@ -1,0 +1,1 @@
+"""DNS: per-device resolver settings, ordering, and one backend protocol."""

@@ -1,0 +1,51 @@
+"""The service's rtnetlink handles, opened once in the service's namespace.
+
+pyroute2's AsyncIPRoute does single objects (links, addresses, lookups);
+routes go through our batched sender, since pyroute2 manages only ~3,000
+routes/s (notes 2.3).  Errors become KernelRefused with errno and extack.
+"""
+
+from __future__ import annotations
+
+import errno as errnos
+from contextlib import asynccontextmanager
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ..errors import KernelRefused
+from .batch import RouteBatcher
+
+# "already gone": a teardown that meets these has nothing left to do.
+GONE = frozenset({errnos.ENOENT, errnos.ESRCH, errnos.ENODEV, errnos.EADDRNOTAVAIL})
+
+
+class Netlink:
+    def __init__(self) -> None:
+        self.ipr: AsyncIPRoute | None = None
+        self.routes: RouteBatcher | None = None
+
+    async def open(self) -> "Netlink":
+        self.ipr = AsyncIPRoute()
+        self.routes = RouteBatcher()
+        await self.routes.__aenter__()
+        return self
+
+    async def close(self) -> None:
+        if self.routes is not None:
+            await self.routes.__aexit__(None, None, None)
+            self.routes = None
+        if self.ipr is not None:
+            self.ipr.close()
+            self.ipr = None
+
+
+@asynccontextmanager
+async def refused(op: str, obj: object, ignore: frozenset[int] = frozenset()):
+    """Turn pyroute2's NetlinkError into KernelRefused (or nothing if ignored)."""
+    try:
+        yield
+    except NetlinkError as e:
+        if e.code in ignore:
+            return
+        raise KernelRefused(op, obj, e.code, getattr(e, "extack", "") or "") from None

@@ -1,0 +1,243 @@
+"""One virtual device: what its client asked for, and what it put in the kernel.
+
+A Session holds the desired configuration (validated value types, filled by
+the device's methods) and, once established, the ledger of kernel objects.
+Establish is a transaction: on any failure everything this call created is
+undone in reverse and the caller gets the reason.  Disable, Destroy, the
+client vanishing and shutdown all end in `teardown`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from .errors import InvalidArgument, NoUplink, StateError
+from .events import Change, ChangeType, address_details, route_details
+from .kernel import link, tun
+from .kernel.address import AddressOnLink, TunnelAddress
+from .kernel.ledger import Ledger
+from .kernel.link import TunLink
+from .kernel.route import DEF1_V4, DEF1_V6, Network, Route
+from .kernel.uplink import uplink_for
+
+if TYPE_CHECKING:
+    from .registry import Context
+
+log = logging.getLogger(__name__)
+
+MAX_ADDRESSES = 64
+MAX_NETWORKS = 100_000  # per device; documented in docs/api.md
+
+
+class State(Enum):
+    NEW = "new"
+    ESTABLISHED = "established"
+    DISABLED = "disabled"
+    DESTROYED = "destroyed"
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who created a device: the caller's UID, PID and unique bus name."""
+
+    uid: int
+    pid: int
+    bus_name: str
+
+
+@dataclass
+class DeviceConfig:
+    mtu: int = 1500
+    layer: int = 0
+    txqueuelen: int = 0
+    reroute_ipv4: bool = False
+    reroute_ipv6: bool = False
+    remote: str | None = None
+    addresses: list[TunnelAddress] = field(default_factory=list)
+    networks: list[Network] = field(default_factory=list)
+
+
+class Session:
+    def __init__(self, ctx: "Context", path: str, name: str, owner: Owner) -> None:
+        self.ctx, self.path, self.owner = ctx, path, owner
+        self.device_name = name
+        self.key = path.rsplit("/", 1)[-1]
+        self.config = DeviceConfig()
+        self.state = State.NEW
+        self.ledger: Ledger | None = None
+        self.link: TunLink | None = None
+        self.dns = ctx.dns.new_settings()
+        self.lock = asyncio.Lock()  # one change at a time per device
+        self._generation = 0
+
+    # -- desired configuration (validated by the value types' from_wire) --
+
+    def add_address(self, address: TunnelAddress) -> None:
+        if len(self.config.addresses) >= MAX_ADDRESSES:
+            raise InvalidArgument(f"too many IP addresses (at most {MAX_ADDRESSES} per device)")
+        self.config.addresses.append(address)
+
+    def add_networks(self, networks: list[Network]) -> None:
+        if len(self.config.networks) + len(networks) > MAX_NETWORKS:
+            raise InvalidArgument(
+                f"too many networks: {len(self.config.networks)} stored + {len(networks)} new "
+                f"(at most {MAX_NETWORKS} per device)"
+            )
+        self.config.networks.extend(networks)
+
+    def gateway(self, ipv6: bool) -> str:
+        """The VPN gateway of the last address of that family (spec 8)."""
+        for address in reversed(self.config.addresses):
+            if address.ipv6 == ipv6:
+                return address.gateway
+        return ""
+
+    # -- Establish --
+
+    def _check_ready(self) -> None:
+        if self.state is State.DESTROYED:
+            raise StateError("device was destroyed")
+        if self.config.layer not in (2, 3):
+            raise InvalidArgument("layer is not set: set the 'layer' property to 3 (tun) or 2 (tap) before Establish")
+
+    def _tun_routes(self, oif: int) -> list[Route]:
+        routes = []
+        wanted = [n for n in self.config.networks if not n.exclude]
+        method = self.ctx.options.redirect_method
+        if self.config.reroute_ipv4 and method != "none":
+            wanted += DEF1_V4
+        if self.config.reroute_ipv6 and method != "none":
+            wanted += DEF1_V6
+        gateways = {False: self.gateway(False) or None, True: self.gateway(True) or None}
+        for n in wanted:
+            routes.append(Route(n.family, n.address, n.prefix, oif, gateways[n.ipv6], n.metric))
+        return routes
+
+    async def _exclude_routes(self) -> list[Route]:
+        excludes = [n for n in self.config.networks if n.exclude]
+        if not excludes:
+            return []
+        avoid = self.ctx.tunnel_ifindexes()
+        hops = {}
+        for ipv6 in {n.ipv6 for n in excludes}:
+            probe = "::" if ipv6 else "0.0.0.0"
+            hop = await uplink_for(self.ctx.nl, probe, avoid)
+            if hop is None:
+                raise NoUplink(f"exclude routes: no {'IPv6' if ipv6 else 'IPv4'} uplink (default route outside the tunnels)")
+            hops[ipv6] = hop
+        return [Route(n.family, n.address, n.prefix, hops[n.ipv6].oif, hops[n.ipv6].gateway, n.metric) for n in excludes]
+
+    async def establish(self) -> int:
+        """Create and configure the tun; returns its fd (the caller sends and closes it)."""
+        async with self.lock:
+            self._check_ready()
+            previous = self.ledger if self.state is State.ESTABLISHED else None
+            if self.dns.has_values and self.ctx.dns.backend.stage == "pre":
+                self._emit_all(await self.ctx.dns.enable(self.dns, ""))
+            fd, ifname = await tun.open_tun(self.config.layer)
+            self._generation += 1
+            ledger = Ledger(f"{self.key}.{self._generation}", self.ctx.nl, self.ctx.journal)
+            try:
+                await self._configure(ledger, ifname)
+                if self.dns.has_values and self.ctx.dns.backend.stage == "post":
+                    dns_changes = await self.ctx.dns.enable(self.dns, ifname)
+                else:
+                    dns_changes = []
+            except BaseException:
+                os.close(fd)
+                await ledger.undo()
+                self.ctx.forget_tunnel(self)
+                raise
+            if previous is not None:
+                await self._undo(previous, old_link=self.link)
+            self.ledger, self.state, self.device_name = ledger, State.ESTABLISHED, ifname
+            self._emit_established(ifname)
+            self._emit_all(dns_changes)
+            log.info("device %s established as %s: %d addresses, %d networks", self.path, ifname,
+                     len(self.config.addresses), len(self.config.networks))
+            return fd
+
+    async def _configure(self, ledger: Ledger, ifname: str) -> None:
+        ifindex = await link.lookup(self.ctx.nl, ifname)
+        new_link = TunLink(ifindex, ifname)
+        ledger.record([new_link])
+        self.ctx.note_tunnel(self, ifindex)
+        await link.configure(self.ctx.nl, new_link, self.config.mtu, self.config.txqueuelen)
+        await ledger.apply([AddressOnLink(ifindex, a) for a in self.config.addresses])
+        await ledger.apply(self._tun_routes(ifindex))
+        await ledger.apply(await self._exclude_routes())
+        self.link = new_link
+
+    # -- teardown --
+
+    async def disable(self) -> None:
+        async with self.lock:
+            self._emit_all(await self.ctx.dns.disable(self.dns))
+            if self.state is State.ESTABLISHED:
+                await self._undo(self.ledger, old_link=self.link, keep_link=True)
+                self.state = State.DISABLED
+
+    async def teardown(self) -> None:
+        """Destroy: DNS, routes, addresses, the link; the same path for every trigger."""
+        async with self.lock:
+            if self.state is State.DESTROYED:
+                return
+            self._emit_all(await self.ctx.dns.remove(self.dns))
+            if self.ledger is not None:
+                await self._undo(self.ledger, old_link=self.link)
+            self.ledger = None
+            self.state = State.DESTROYED
+            self.ctx.forget_tunnel(self)
+
+    async def _undo(self, ledger: Ledger, old_link: TunLink | None, keep_link: bool = False) -> None:
+        routes = ledger.objects(Route)
+        addresses = ledger.objects(AddressOnLink)
+        was_up = ledger.objects(TunLink) and self.state is State.ESTABLISHED
+        keep = 1 if keep_link and ledger.entries and isinstance(ledger.entries[0], TunLink) else 0
+        errors = await ledger.undo(since=keep)
+        if keep and old_link is not None:
+            await link.set_down(self.ctx.nl, old_link)
+        if was_up and old_link is not None:
+            self._emit_removed(old_link.ifname, routes, addresses)
+        for error in errors:
+            log.warning("device %s: teardown incomplete: %s", self.path, error)
+
+    # -- events --
+
+    def _emit(self, change: Change) -> None:
+        self.ctx.events.emit(self.path, change)
+
+    def _emit_all(self, changes: list[Change]) -> None:
+        for change in changes:
+            self._emit(change)
+
+    def _emit_established(self, ifname: str) -> None:
+        events = self.ctx.events
+        if events.wants(ChangeType.DEVICE_ADDED):
+            self._emit(Change(ChangeType.DEVICE_ADDED, ifname))
+        if events.wants(ChangeType.IPADDR_ADDED):
+            for a in self.config.addresses:
+                self._emit(Change(ChangeType.IPADDR_ADDED, ifname, address_details(a.address, a.prefix, a.ipv6)))
+        if events.wants(ChangeType.ROUTE_ADDED | ChangeType.ROUTE_EXCLUDED):
+            for n in self.config.networks:
+                kind = ChangeType.ROUTE_EXCLUDED if n.exclude else ChangeType.ROUTE_ADDED
+                self._emit(Change(kind, ifname, route_details(n.address, n.prefix, n.ipv6, self.gateway(n.ipv6))))
+
+    def _emit_removed(self, ifname: str, routes: list[Route], addresses: list[AddressOnLink]) -> None:
+        events = self.ctx.events
+        if events.wants(ChangeType.ROUTE_REMOVED):
+            # Only the client's own non-excluded networks (spec 8), not def1.
+            for n in self.config.networks:
+                if not n.exclude:
+                    self._emit(Change(ChangeType.ROUTE_REMOVED, ifname, route_details(n.address, n.prefix, n.ipv6)))
+        if events.wants(ChangeType.IPADDR_REMOVED):
+            for a in addresses:
+                t = a.address
+                self._emit(Change(ChangeType.IPADDR_REMOVED, ifname, address_details(t.address, t.prefix, t.ipv6)))
+        if events.wants(ChangeType.DEVICE_REMOVED):
+            self._emit(Change(ChangeType.DEVICE_REMOVED, ifname))
