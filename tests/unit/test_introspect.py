@@ -1,0 +1,57 @@
+"""Introspection XML: what the real v27 client matches byte for byte."""
+
+import re
+import xml.etree.ElementTree as ET
+
+from netcfg.bus.device import DeviceFace
+from netcfg.bus.manager import ManagerFace
+from netcfg.bus.members import Method, Policy, introspect
+
+
+def test_parent_node_lists_netcfg_exactly():
+    xml = introspect(None, (), (), (), ["netcfg"])
+    # openvpn3-linux src/dbus/support-functions.cpp matches this regex
+    assert re.search(r'<node name="netcfg"/>', xml)
+    # and retries while the reply is 218 characters or shorter (spec 1.7)
+    assert len(xml) > 218
+    ET.fromstring(xml.split("\n", 2)[2])
+
+
+def test_manager_and_device_members():
+    xml = introspect("net.openvpn.v3.netcfg", ManagerFace.methods.values(), ManagerFace.properties.values(),
+                     ManagerFace.signals, ["123_x"])
+    root = ET.fromstring(xml.split("\n", 2)[2])
+    iface = root.find("interface[@name='net.openvpn.v3.netcfg']")
+    methods = [m.get("name") for m in iface.findall("method")]
+    assert methods == ["CreateVirtualInterface", "FetchInterfaceList", "ProtectSocket", "DcoAvailable", "Cleanup",
+                       "NotificationSubscribe", "NotificationUnsubscribe", "NotificationSubscriberList"]
+    protect = iface.find("method[@name='ProtectSocket']")
+    assert [(a.get("name"), a.get("type"), a.get("direction")) for a in protect.findall("arg")] == [
+        ("remote", "s", "in"), ("ipv6", "b", "in"), ("device_path", "o", "in"), ("succeeded", "b", "out")]
+    assert '<node name="123_x"/>' in xml
+
+
+def test_device_property_types():
+    types = {p.name: p.type for p in DeviceFace.properties.values()}
+    assert types["mtu"] == "q" and types["txqueuelen"] == "q" and types["layer"] == "u"
+    assert types["dns_name_servers"] == "as" and types["dns_search_domains"] == "as"
+    writable = {p.name for p in DeviceFace.properties.values() if p.setter}
+    assert writable == {"mtu", "layer", "txqueuelen", "reroute_ipv4", "reroute_ipv6", "dns_scope"}
+    assert DeviceFace.methods["AddNetworks"].signature == "a(suibb)"
+
+
+def test_every_member_declares_a_policy():
+    for face in (ManagerFace, DeviceFace):
+        for m in face.methods.values():
+            assert isinstance(m.policy, Policy), m.name
+            assert callable(getattr(face, m.name)), m.name
+        for p in face.properties.values():
+            assert isinstance(p.read, Policy)
+            assert (p.setter is None) == (p.write is None), p.name
+    # device members are for the owner or root
+    assert all(m.policy is Policy.OWNER_OR_ROOT for m in DeviceFace.methods.values())
+    assert ManagerFace.methods["NotificationSubscriberList"].policy is Policy.ROOT_ONLY
+
+
+def test_method_without_args_is_bare():
+    assert '<method name="Cleanup"/>' in introspect("i", [Method("Cleanup", Policy.BUS_POLICY)], (), (), [])
