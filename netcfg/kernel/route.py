@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument
@@ -20,6 +21,25 @@ from .address import check_prefix, family_name, parse_ip, printable
 RTPROT_NETCFG = 111
 RT_TABLE_MAIN = 254
 METRIC_MAX = 2**32 - 1
+
+# rtnetlink wire constants (linux/netlink.h, linux/rtnetlink.h).
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
+RTN_UNICAST = 1
+RT_TABLE_UNSPEC = 0
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
+
+# Add refuses to replace anything (EXCL): a route someone else already
+# installed is theirs, and must come back as EEXIST, not be taken over.
+_REQUEST = {
+    "add": (RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL),
+    "del": (RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK),
+}
+_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, port id
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_U32_ATTR = struct.Struct("=HHI")  # an 8-byte attribute carrying one u32
+_ATTR_HDR = struct.Struct("=HH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +99,52 @@ class Route:
         metric = f" metric {self.metric}" if self.metric is not None else ""
         table = f" table {self.table}" if self.table != RT_TABLE_MAIN else ""
         return f"route {self.dst}/{self.prefix}{via} dev #{self.oif}{metric}{table}"
+
+    def encode(self, op: str, seq: int) -> bytes:
+        """One complete rtnetlink request ("add" or "del") with sequence number `seq`.
+
+        Plain struct packing: kernel/batch.py encodes thousands of these per
+        call, and pyroute2's encoder costs ~0.3 ms per route.
+        """
+        msg_type, flags = _REQUEST[op]
+        body = self._rtmsg(op) + self._attributes()
+        return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body
+
+    def _rtmsg(self, op: str) -> bytes:
+        # Tables above 255 only fit RTA_TABLE (which wins anyway); rtm_table
+        # then says UNSPEC, as iproute2 does.  rtm_protocol is also set on
+        # delete: the kernel then only removes a route carrying our mark.
+        table = self.table if self.table < 256 else RT_TABLE_UNSPEC
+        return _RTMSG.pack(self.family, self.prefix, 0, 0, table, self.proto, self._scope(op), RTN_UNICAST, 0)
+
+    def _scope(self, op: str) -> int:
+        # Delete with NOWHERE: the IPv4 FIB matches any scope then, so a
+        # route whose scope was changed behind our back still goes away.
+        if op == "del":
+            return RT_SCOPE_NOWHERE
+        # A gatewayless IPv4 route is on-link (what iproute2 sets); IPv6
+        # has no route scopes and wants UNIVERSE.
+        if not self.gateway and self.family == socket.AF_INET:
+            return RT_SCOPE_LINK
+        return RT_SCOPE_UNIVERSE
+
+    def _attributes(self) -> bytes:
+        # Addresses are 4 or 16 bytes, so no attribute needs padding.
+        parts = []
+        if self.prefix:
+            parts.append(_address_attr(RTA_DST, self.family, self.dst))
+        parts.append(_U32_ATTR.pack(8, RTA_OIF, self.oif))
+        if self.gateway:
+            parts.append(_address_attr(RTA_GATEWAY, self.family, self.gateway))
+        if self.metric is not None:
+            parts.append(_U32_ATTR.pack(8, RTA_PRIORITY, self.metric))
+        parts.append(_U32_ATTR.pack(8, RTA_TABLE, self.table))
+        return b"".join(parts)
+
+
+def _address_attr(kind: int, family: int, text: str) -> bytes:
+    raw = socket.inet_pton(family, text)
+    return _ATTR_HDR.pack(4 + len(raw), kind) + raw
 
 
 def describe_family(family: int) -> str:

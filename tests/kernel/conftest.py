@@ -1,0 +1,119 @@
+"""Kernel tests: a fresh network namespace per test, and a tun device in it.
+
+How a test reaches the namespace.  The namespace of a netlink socket or a
+tun device is fixed when it is created, from the creating thread's network
+namespace; after that the fd works from anywhere.  So the test process stays
+in its own namespace and steps into the test namespace only for the instant
+it opens something:
+
+    with kernel_netns.inside():      # this thread only, switched back on exit
+        batcher.open()               # the socket now lives in kernel_netns
+
+Never `await` inside `inside()`: other tasks would run in the namespace.
+Python 3.11 has no os.setns, hence ctypes; CLONE_NEWNET may be switched per
+thread, even in a threaded process.
+
+Commands run in the namespace with `ip -n NAME ...`: `kernel_netns.ip()` in
+sync fixtures, `await kernel_netns.ip_async()` / `ip_json()` in tests, so
+assertions read the kernel's own view.  Needs root (CAP_SYS_ADMIN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import secrets
+import struct
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+CLONE_NEWNET = 0x40000000
+TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@dataclass
+class KernelNetns:
+    name: str
+    fd: int  # /run/netns/NAME, open while the namespace is in use
+
+    @contextlib.contextmanager
+    def inside(self) -> Iterator[None]:
+        """Run the block with this thread in the namespace (no awaits inside)."""
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(self.fd)
+            try:
+                yield
+            finally:
+                _setns(home)
+        finally:
+            os.close(home)
+
+    def ip(self, *args: str) -> str:
+        """Run `ip -n NAME ARGS` synchronously (for fixtures outside the loop)."""
+        return subprocess.run(["ip", "-n", self.name, *args], check=True, capture_output=True, text=True).stdout
+
+    async def ip_async(self, *args: str) -> str:
+        """`ip -n NAME ARGS` without blocking the event loop."""
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "-n", self.name, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, f"ip {' '.join(args)}: {err.decode()}"
+        return out.decode()
+
+    async def ip_json(self, *args: str) -> list:
+        """`ip -n NAME -j ARGS`, parsed."""
+        return json.loads(await self.ip_async("-j", *args) or "[]")
+
+
+@dataclass
+class KernelTun:
+    name: str
+    index: int
+    fd: int  # the device exists while this is open (not persistent)
+
+
+@pytest.fixture
+def kernel_netns() -> Iterator[KernelNetns]:
+    name = f"nctest-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            yield KernelNetns(name, fd)
+        finally:
+            os.close(fd)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+@pytest.fixture
+def kernel_tun(kernel_netns: KernelNetns) -> Iterator[KernelTun]:
+    """A tun device in `kernel_netns`, up, with 10.200.0.2/24 and fd00:200::2/64."""
+    with kernel_netns.inside():
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        ifr = fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", b"nct%d", IFF_TUN | IFF_NO_PI))
+        name = ifr[:16].rstrip(b"\0").decode()
+        kernel_netns.ip("link", "set", name, "up")
+        kernel_netns.ip("addr", "add", "10.200.0.2/24", "dev", name)
+        kernel_netns.ip("-6", "addr", "add", "fd00:200::2/64", "dev", name, "nodad")
+        index = json.loads(kernel_netns.ip("-j", "link", "show", name))[0]["ifindex"]
+        yield KernelTun(name, index, fd)
+    finally:
+        os.close(fd)
