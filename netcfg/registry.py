@@ -17,7 +17,7 @@ from .dns.order import DnsManager
 from .errors import InvalidArgument, UnknownDevice
 from .events import EventSink
 from .kernel import protect
-from .kernel.address import printable
+from .kernel.ip import printable
 from .kernel.ledger import Ledger
 from .kernel.netlink import Netlink
 from .session import Owner, Session, State

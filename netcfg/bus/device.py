@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..dns.settings import check_scope
 from ..errors import InvalidArgument, InvalidProperty
-from ..kernel.address import TunnelAddress, parse_ip
+from ..kernel.address import TunnelAddress
+from ..kernel.ip import parse_ip
 from ..kernel.route import Network
 from ..registry import DeviceRegistry
 from ..session import Session

@@ -10,7 +10,7 @@ import logging
 
 from .. import VERSION_STRING
 from ..errors import InvalidProperty, NotAuthorized
-from ..kernel.address import parse_ip
+from ..kernel.ip import parse_ip
 from ..registry import MANAGER_PATH, DeviceRegistry
 from .dispatch import Call
 from .members import LOG_SIGNAL, NETWORK_CHANGE_SIGNAL, Method, Policy, Property

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument
-from .address import check_prefix, family_name, parse_ip, printable
+from .ip import check_prefix, family_name, parse_ip, printable
 
 # Every route netcfg installs carries this protocol number, so the kernel
 # itself tells ours from everyone else's (`ip route show proto 111`).
