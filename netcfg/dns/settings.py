@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import InvalidArgument
-from ..kernel.address import printable
+from ..kernel.ip import printable
 
 MAX_SERVERS = 64  # per device, after de-duplication
 MAX_DOMAINS = 256  # per device, after de-duplication
