@@ -51,6 +51,31 @@ Value encoding, anywhere in ``body``, ``path``, ``destination`` ...:
 Replies use the same encoding (Variants, bytes); D-Bus structs come back as
 lists.  Exit code 0 after all steps whatever their results, 2 for bad
 input or when the bus connection fails (reported as an error line first).
+
+From the tests (this same module, launcher section at the end; see there
+for how the client runs as users who cannot read the test venv)::
+
+    from support.client import arun_client, run_client
+
+    res = await arun_client(bus.address, [
+        {"destination": "net.openvpn.v3.netcfg", "path": "/net/openvpn/v3/netcfg",
+         "interface": "net.openvpn.v3.netcfg", "member": "CreateVirtualInterface",
+         "signature": "s", "body": ["tun-test"]},
+        {"destination": "net.openvpn.v3.netcfg", "path": {"ref": [0, 0]},
+         "interface": "org.freedesktop.DBus.Properties", "member": "Set",
+         "signature": "ssv", "body": ["net.openvpn.v3.netcfg", "mtu",
+                                      {"variant": ["u", 1400]}]},
+    ], user="netcfg-test")
+    assert res[0]["error"] == "org.freedesktop.DBus.Error.AccessDenied"
+
+    held = run_client(bus.address, steps, user="openvpn", hold=True)
+    ...                       # held.results: the steps' results
+    held.kill()               # SIGKILL: the client disappears
+
+``run_client`` blocks; in an async test use ``arun_client`` (same
+arguments, ``hold=True`` gives an ``AsyncHeldClient`` with awaitable
+``release()``/``terminate()``/``kill()``), or the test's own connections in
+the same event loop cannot answer the client meanwhile.
 """
 
 from __future__ import annotations
