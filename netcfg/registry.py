@@ -20,6 +20,7 @@ from .kernel import protect
 from .kernel.ip import printable
 from .kernel.ledger import Ledger
 from .kernel.netlink import Netlink
+from .kernel.watch import KernelWatch
 from .session import Owner, Session, State
 from .state import Journal
 
@@ -44,6 +45,7 @@ class Context:
     journal: Journal
     dns: DnsManager
     events: EventSink
+    watch: KernelWatch
     tunnels: dict[int, Session] = field(default_factory=dict)
 
     def tunnel_ifindexes(self) -> set[int]:

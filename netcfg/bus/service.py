@@ -20,6 +20,7 @@ from ..config import Options
 from ..dco.probe import dco_available
 from ..dns.order import DnsManager
 from ..kernel.netlink import Netlink
+from ..kernel.watch import KernelWatch
 from ..registry import Context, DeviceRegistry
 from ..session import Session
 from ..state import Journal
@@ -69,7 +70,9 @@ class Service:
         self.pump = SignalPump(bus)
         subscriptions = Subscriptions(self.pump)
         self.dns = DnsManager()
-        ctx = Context(opts, self.nl, journal, self.dns, subscriptions)
+        self.watch = KernelWatch()
+        await self.watch.start()
+        ctx = Context(opts, self.nl, journal, self.dns, subscriptions, self.watch)
         self.registry = registry = DeviceRegistry(ctx, on_removed=lambda s: dispatcher.unexport(s.path))
         await registry.recover()
 
@@ -147,6 +150,7 @@ class Service:
                 except Exception:
                     pass
                 self.bus.disconnect()
+            await self.watch.stop()
             await self.nl.close()
 
 
