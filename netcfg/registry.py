@@ -16,7 +16,7 @@ from .config import Options
 from .dns.order import DnsManager
 from .errors import InvalidArgument, UnknownDevice
 from .events import EventSink
-from .kernel import protect
+from .kernel import protect, sweep
 from .kernel.ip import printable
 from .kernel.ledger import Ledger
 from .kernel.netlink import Netlink
@@ -141,13 +141,16 @@ class DeviceRegistry:
     # -- service lifetime --
 
     async def recover(self) -> None:
-        """Undo what a crashed run left in the kernel (its journal)."""
+        """Undo what a crashed run left in the kernel: its journal, then orphans."""
         for key, objects in self.ctx.journal.leftovers().items():
             ledger = Ledger(key, self.ctx.nl, self.ctx.journal)
             ledger.entries = objects
             errors = await ledger.undo()
             log.warning("recovered %s from an earlier run: %d objects removed%s", key, len(objects),
                         f", {len(errors)} errors" if errors else "")
+        orphans = await sweep.orphan_routes(self.ctx.nl)
+        if orphans:
+            log.warning("removed %d routes of ours that no journal listed (state dir lost?)", orphans)
 
     async def shutdown(self) -> None:
         for session in list(self.sessions.values()):

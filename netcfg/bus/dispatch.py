@@ -70,6 +70,8 @@ class Dispatcher:
         self.objects: dict[str, Any] = {}  # path -> face
         self.on_name_lost: Callable[[str], Any] = lambda name: None
         self._queues: dict[str, deque] = {}
+        self._workers: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+        self.ready = asyncio.Event()  # set once recovery is done: calls wait until then
         self.machine_id = _machine_id()
 
     # -- object tree --
@@ -104,7 +106,9 @@ class Dispatcher:
         queue = self._queues.get(sender)
         if queue is None:
             queue = self._queues[sender] = deque()
-            asyncio.ensure_future(self._drain(sender, queue))
+            worker = asyncio.ensure_future(self._drain(sender, queue))
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
         queue.append(item)
 
     async def _drain(self, sender: str, queue: deque) -> None:
@@ -136,6 +140,7 @@ class Dispatcher:
     # -- serving one call --
 
     async def _serve(self, msg: Message, fds: list[int]) -> None:
+        await self.ready.wait()
         self.on_activity()
         what = f"{msg.interface or ''}.{msg.member} on {msg.path}"
         try:

@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 
-from dbus_fast import Message, MessageType, RequestNameReply
+from dbus_fast import Message, MessageType, NameFlag, RequestNameReply
 
 from .. import log as levels
 from ..config import Options
@@ -74,7 +74,6 @@ class Service:
         await self.watch.start()
         ctx = Context(opts, self.nl, journal, self.dns, subscriptions, self.watch)
         self.registry = registry = DeviceRegistry(ctx, on_removed=lambda s: dispatcher.unexport(s.path))
-        await registry.recover()
 
         manager = ManagerFace(registry, subscriptions, self._export_device, opts.log_level,
                               opts.config_file or "", dco_available)
@@ -97,9 +96,13 @@ class Service:
         self.pump.start()
         await _bus_call(bus, "AddMatch", "s", [NAME_OWNER_RULE])
         log_handler.target = await _bus_call(bus, "GetNameOwner", "s", [LOG_SERVICE])
-        reply = await bus.request_name(BUS_NAME)
+        reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
             raise StartupError(f"cannot own {BUS_NAME}: {reply.name} (another instance, or the D-Bus policy)")
+        # Only the name's owner may clean up: recovery and the sweep assume no
+        # other netcfg manages this namespace.  Calls wait for `ready`.
+        await registry.recover()
+        dispatcher.ready.set()
         log.info("netcfg serving %s (redirect method %s%s, DNS backend %s)", BUS_NAME, opts.redirect_method,
                  f", so-mark {opts.set_somark}" if opts.set_somark is not None else "", self.dns.backend.name)
 
