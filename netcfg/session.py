@@ -133,36 +133,49 @@ class Session:
         return [Route(n.family, n.address, n.prefix, hops[n.ipv6].oif, hops[n.ipv6].gateway, n.metric) for n in excludes]
 
     async def establish(self) -> int:
-        """Create and configure the tun; returns its fd (the caller sends and closes it)."""
+        """Create and configure the tun; returns its fd (the caller sends and closes it).
+
+        All or nothing: on any failure, DNS is withdrawn and this call's
+        ledger undone in reverse before the error goes back to the caller.
+        Events are sent only once everything is in place (spec 8 order).
+        """
         async with self.lock:
             self._check_ready()
-            previous = self.ledger if self.state is State.ESTABLISHED else None
-            if self.dns.has_values and self.ctx.dns.backend.stage == "pre":
-                self._emit_all(await self.ctx.dns.enable(self.dns, ""))
-            fd, ifname = await tun.open_tun(self.config.layer)
+            if self.ledger is not None:
+                # Establish again (spec 2.2): the new tun replaces the old one.
+                # The old one goes first: its routes have the same kernel keys.
+                await self._undo(self.ledger, old_link=self.link)
+                self.ledger, self.state = None, State.DISABLED
             self._generation += 1
             ledger = Ledger(f"{self.key}.{self._generation}", self.ctx.nl, self.ctx.journal)
+            fd = None
             try:
-                await self._configure(ledger, ifname)
-                if self.dns.has_values and self.ctx.dns.backend.stage == "post":
-                    dns_changes = await self.ctx.dns.enable(self.dns, ifname)
-                else:
-                    dns_changes = []
+                dns_changes = await self._enable_dns("pre", "")
+                fd, ifname = await tun.open_tun(self.config.layer)
+                new_link = await self._configure(ledger, ifname)
+                dns_changes += await self._enable_dns("post", ifname)
             except BaseException:
-                os.close(fd)
+                if fd is not None:
+                    os.close(fd)
                 await ledger.undo()
                 self.ctx.forget_tunnel(self)
+                await self.ctx.dns.withdraw(self.dns)
                 raise
-            if previous is not None:
-                await self._undo(previous, old_link=self.link)
-            self.ledger, self.state, self.device_name = ledger, State.ESTABLISHED, ifname
-            self._emit_established(ifname)
+            self.ledger, self.link = ledger, new_link
+            self.state, self.device_name = State.ESTABLISHED, ifname
+            self.ctx.forget_tunnel(self)
             self._emit_all(dns_changes)
+            self._emit_established(ifname)
             log.info("device %s established as %s: %d addresses, %d networks", self.path, ifname,
                      len(self.config.addresses), len(self.config.networks))
             return fd
 
-    async def _configure(self, ledger: Ledger, ifname: str) -> None:
+    async def _enable_dns(self, stage: str, ifname: str) -> list[Change]:
+        if self.dns.has_values and self.ctx.dns.backend.stage == stage:
+            return await self.ctx.dns.enable(self.dns, ifname)
+        return []
+
+    async def _configure(self, ledger: Ledger, ifname: str) -> TunLink:
         ifindex = await link.lookup(self.ctx.nl, ifname)
         new_link = TunLink(ifindex, ifname)
         ledger.record([new_link])
@@ -171,7 +184,7 @@ class Session:
         await ledger.apply([AddressOnLink(ifindex, a) for a in self.config.addresses])
         await ledger.apply(self._tun_routes(ifindex))
         await ledger.apply(await self._exclude_routes())
-        self.link = new_link
+        return new_link
 
     # -- teardown --
 
