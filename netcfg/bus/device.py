@@ -7,6 +7,8 @@ the call arrives, so Establish only does cross-field checks.
 
 from __future__ import annotations
 
+import asyncio
+
 from ..dns.settings import check_scope
 from ..errors import InvalidArgument, InvalidProperty
 from ..kernel.address import TunnelAddress
@@ -18,6 +20,7 @@ from .dispatch import Call, FdReply
 from .members import LOG_SIGNAL, NETWORK_CHANGE_SIGNAL, Method, Policy, Property
 
 OWNER, BUS = Policy.OWNER_OR_ROOT, Policy.BUS_POLICY
+PARSE_SLICE = 5000  # AddNetworks entries validated between two yields to the loop
 
 
 def _uint16(name: str):
@@ -96,8 +99,11 @@ class DeviceFace:
         self.session.config.remote = str(parse_ip(ip_address, ipv6, "remote address"))
 
     async def AddNetworks(self, call: Call, networks: list):
+        self.session.check_network_room(len(networks))  # refuse a huge call before parsing it
         parsed = []
         for i, entry in enumerate(networks):
+            if i and not i % PARSE_SLICE:
+                await asyncio.sleep(0)  # let other clients' calls in during a long parse
             if len(entry) == 4:  # a(subb): no metric
                 entry = [entry[0], entry[1], -1, entry[2], entry[3]]
             try:

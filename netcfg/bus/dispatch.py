@@ -91,6 +91,8 @@ class Dispatcher:
 
     def handle(self, msg: Message):
         """dbus-fast message handler: True = we took it (every method call)."""
+        if msg.message_type is not MessageType.METHOD_CALL and msg.unix_fds:
+            close_fds(msg.unix_fds)  # we never take fds from signals or replies
         if msg.message_type is MessageType.SIGNAL:
             self._on_signal(msg)
             return None
