@@ -19,6 +19,7 @@ from .. import log as levels
 from ..config import Options
 from ..dco.probe import dco_available
 from ..dns.order import DnsManager
+from ..dns.select import select_backend
 from ..kernel.netlink import Netlink
 from ..kernel.watch import KernelWatch
 from ..registry import Context, DeviceRegistry
@@ -31,6 +32,7 @@ from .device import DeviceFace
 from .dispatch import Dispatcher
 from .logsignal import LOG_SERVICE, LogSignalHandler
 from .manager import ManagerFace
+from .resolver_calls import ResolverCalls
 from .signals import SignalPump, Subscriptions
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,8 @@ class Service:
         dispatcher = self.dispatcher = Dispatcher(bus, Credentials(bus), self.touch)
         self.pump = SignalPump(bus)
         subscriptions = Subscriptions(self.pump)
-        self.dns = DnsManager()
+        self.dns = DnsManager(await select_backend(opts, ResolverCalls(bus)))
+        await self.dns.start()  # restores what a killed run left (resolv.conf, resolved links)
         self.watch = KernelWatch()
         await self.watch.start()
         ctx = Context(opts, self.nl, journal, self.dns, subscriptions, self.watch)
