@@ -13,11 +13,19 @@ appended to `--log` (one "name TYPE" line) so a test can also tell which
 server was asked.
 
 It prints "ready" on stdout once the socket is bound.
+
+Client mode, for asking a resolver (e.g. resolved's stub) from inside a
+namespace:
+
+    dnsserver.py --query host.vpn.example [--server 127.0.0.53] [--timeout 5]
+
+prints the first A address of the answer, or "rcode=N" / "timeout".
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import struct
 import sys
@@ -86,12 +94,51 @@ def serve(listen: str, address: str, log_path: str | None) -> None:
         sock.sendto(reply, peer)
 
 
+def query(name: str, server: str, timeout: float) -> str:
+    qid = int.from_bytes(os.urandom(2), "big")
+    question = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".") if label) + b"\0"
+    packet = struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", TYPE_A, 1)
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(packet, (server, 53))
+        try:
+            while True:
+                reply, _ = sock.recvfrom(4096)
+                if reply[:2] == packet[:2]:
+                    break
+        except socket.timeout:
+            return "timeout"
+    _id, flags, _qd, ancount, _ns, _ar = struct.unpack("!6H", reply[:12])
+    if flags & 0x000F:
+        return f"rcode={flags & 0x000F}"
+    pos = 12 + len(question) + 4
+    for _ in range(ancount):
+        while reply[pos] not in (0,) and not reply[pos] & 0xC0:  # name: labels ...
+            pos += reply[pos] + 1
+        pos += 2 if reply[pos] & 0xC0 else 1  # ... ending in a pointer or the root
+        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", reply[pos:pos + 10])
+        pos += 10
+        if rtype == TYPE_A and rdlen == 4:
+            return socket.inet_ntoa(reply[pos:pos + 4])
+        pos += rdlen
+    return "nodata"
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--listen", required=True)
-    p.add_argument("--answer", required=True)
+    p.add_argument("--listen")
+    p.add_argument("--answer")
     p.add_argument("--log")
+    p.add_argument("--query")
+    p.add_argument("--server", default="127.0.0.53")
+    p.add_argument("--timeout", type=float, default=5.0)
     args = p.parse_args()
+    if args.query:
+        print(query(args.query, args.server, args.timeout))
+        return 0
+    if not (args.listen and args.answer):
+        p.error("--listen and --answer, or --query")
     serve(args.listen, args.answer, args.log)
     return 0
 
