@@ -173,3 +173,18 @@ async def test_failed_establish_then_client_killed(service, netns, root_bus, use
         await client.kill()
     await wait_until(lambda: no_devices(nc), what="the device to be destroyed")
     assert kernel_clean(netns)
+
+
+@pytest.mark.netns(uplink=True)
+async def test_client_gone_before_the_establish_reply(service, netns, root_bus, users):
+    """Establish sent without waiting, then the client exits: the tun fd has
+    nobody to go to, and the device and its routes via the uplink go."""
+    nc = Netcfg(root_bus)
+    steps = established_device_steps("noreply", 0)
+    steps[-1] = {**steps[-1], "no_reply": True}
+    res = await arun_client(service.bus_address, steps, user=users.openvpn.name)
+    assert_ok(res)
+    await wait_until(lambda: no_devices(nc), what="the device to be destroyed")
+    await wait_until(lambda: kernel_clean(netns), what="the kernel to be clean")
+    assert "established as tun" in service.log_text()
+    assert log_problems(service, allow=(DISAPPEARED,)) == []
