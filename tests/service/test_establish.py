@@ -9,7 +9,6 @@ root connection, which receives the tun fds itself.
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest

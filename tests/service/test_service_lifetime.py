@@ -19,7 +19,7 @@ from dbus_fast import Message
 
 from support import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
 from support.lifecycle import (
-    NETWORKS, REMOTE, Netcfg, global_addresses, log_problems, route_set, tun_links, tun_name, wait_until,
+    NETWORKS, REMOTE, Netcfg, global_addresses, log_problems, route_set, tun_links, tun_name,
 )
 from support.netns import ROUTER_V4, UPLINK_IF
 

@@ -1,5 +1,5 @@
 """Helpers for the device life-cycle tests (tests/service/test_establish.py,
-test_cleanup.py, test_service_lifetime.py).
+test_cleanup.py, test_service_lifetime.py, test_log_and_properties.py).
 
 * ``Netcfg``: the test's own dbus-fast connection (usually ``root_bus``)
   talking to the service; ``CallFailed`` carries the D-Bus error name.
@@ -12,6 +12,7 @@ test_cleanup.py, test_service_lifetime.py).
 * Tun fds: ``tun_name`` (TUNGETIFF), ``steal_fd`` (pidfd_getfd: a copy of a
   client process's fd, to write into its tun), ``ipv4_udp_packet``.
 * ``wait_until``: poll a condition with a timeout (never a fixed sleep).
+* ``log_problems``: WARNING/ERROR lines of the service's log.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Awaitable, Callable
 from dbus_fast import Message, MessageType, Variant
 
 from . import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
-from .netns import NETCFG_RTPROTO, Netns
+from .netns import Netns
 
 IFACE = NETCFG_BUS_NAME
 PROPS = "org.freedesktop.DBus.Properties"
