@@ -65,6 +65,11 @@ class Service:
 
     async def run(self) -> int:
         opts = self.options
+        # Before anything that takes time: a SIGTERM during start-up must still
+        # end in an orderly shutdown, not the default action.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stopping.set)
         self.nl = await Netlink().open()
         journal = Journal(opts.state_dir)
         self.bus = bus = await connect(opts.bus_address)
@@ -109,9 +114,6 @@ class Service:
         log.info("netcfg serving %s (redirect method %s%s, DNS backend %s)", BUS_NAME, opts.redirect_method,
                  f", so-mark {opts.set_somark}" if opts.set_somark is not None else "", self.dns.backend.name)
 
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stopping.set)
         watchers = [asyncio.ensure_future(self._idle_watch()), asyncio.ensure_future(self._bus_watch())]
         await self.stopping.wait()
         for w in watchers:
@@ -148,7 +150,7 @@ class Service:
         try:
             await self.registry.shutdown()
             await self.pump.stop()
-            await self.dns.backend.stop()
+            await self.dns.stop()  # logs, never raises: the rest of the shutdown must run
         finally:
             if self.bus.connected:
                 try:

@@ -48,8 +48,14 @@ class DnsManager:
         except Exception as e:
             log.error("DNS backend %s: start-up failed (DNS calls will report why): %s", self.backend.name, e)
 
-    async def stop(self) -> None:
-        await self.backend.stop()
+    async def stop(self) -> bool:
+        """Shutdown: the backend gives everything back.  False (logged) if it could not."""
+        try:
+            await self.backend.stop()
+        except Exception as e:
+            log.error("DNS backend %s: giving back the resolver configuration failed: %s", self.backend.name, e)
+            return False
+        return True
 
     def new_settings(self) -> ResolverSettings:
         settings = ResolverSettings(next(self._index))

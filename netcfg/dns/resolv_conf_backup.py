@@ -44,7 +44,11 @@ class Record:
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    """Make a rename durable.  A directory that is gone has nothing to sync."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return
     try:
         os.fsync(fd)
     finally:
@@ -167,9 +171,10 @@ class MovedAside:
         if record.kind == "absent":
             if generated_file(self.path):
                 self.path.unlink()
+                _fsync_dir(self.path.parent)
         else:
             os.rename(record.backup, self.path)
-        _fsync_dir(self.path.parent)
+            _fsync_dir(self.path.parent)
         self._drop()
         log.info("restored %s", self.path)
 
