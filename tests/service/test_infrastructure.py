@@ -437,9 +437,9 @@ async def main():
         await asyncio.sleep(3600)
     bus = await MessageBus(bus_address=args.bus_address).connect()
     bus.export("/net/openvpn/v3/netcfg", Manager())
-    await bus.request_name("net.openvpn.v3.netcfg")
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # handler first: the fixture may signal as soon as the name is owned
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await bus.request_name("net.openvpn.v3.netcfg")
     await stop.wait()
     log.write("SIGTERM, exiting\\n")
     bus.disconnect()
