@@ -216,11 +216,10 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 # -- statistics ----------------------------------------------------------------
 def summary(values: list[float]) -> dict:
-    """median/min/max (and p99 with enough samples) plus the raw values."""
+    """median, p99 (nearest rank), min, max; the raw values too when few."""
     s = sorted(values)
-    out = {"median": statistics.median(s), "min": s[0], "max": s[-1], "n": len(s)}
-    if len(s) >= 100:
-        out["p99"] = s[math.ceil(len(s) * 0.99) - 1]  # nearest rank
-    else:
+    out = {"median": statistics.median(s), "p99": s[math.ceil(len(s) * 0.99) - 1], "min": s[0], "max": s[-1],
+           "n": len(s)}
+    if len(s) < 100:
         out["values"] = values
     return out
