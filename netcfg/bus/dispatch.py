@@ -90,6 +90,9 @@ class Dispatcher:
     def handle(self, msg: Message):
         """dbus-fast message handler: True = we took it (every method call)."""
         if msg.message_type is MessageType.SIGNAL:
+            # Anyone may send us a unicast signal, fds attached; nothing
+            # takes fds from a signal, and the library never closes them.
+            close_fds(msg.unix_fds or [])
             self._on_signal(msg)
             return None
         if msg.message_type is not MessageType.METHOD_CALL:
