@@ -25,6 +25,7 @@ from typing import Any, Callable
 from dbus_fast import Message, MessageFlag, MessageType, Variant
 
 from . import INTERFACE
+from ..kernel.ip import printable
 from .access import Caller, Credentials, authorize
 from .errors import (
     INVALID_ARGS, PROPERTY_READ_ONLY, UNKNOWN_INTERFACE, UNKNOWN_METHOD, UNKNOWN_OBJECT,
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 PROPERTIES = "org.freedesktop.DBus.Properties"
 INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
 PEER = "org.freedesktop.DBus.Peer"
+# Caller strings quoted in replies and logs are escaped and cut (a path or a
+# property name may be megabytes long); ours are at most ~100 characters.
+PATH_LIMIT = 256
 
 
 @dataclass
@@ -140,7 +144,7 @@ class Dispatcher:
 
     async def _serve(self, msg: Message, fds: list[int]) -> None:
         self.on_activity()
-        what = f"{msg.interface or ''}.{msg.member} on {msg.path}"
+        what = f"{msg.interface or ''}.{msg.member} on {printable(msg.path or '', PATH_LIMIT)}"
         try:
             caller = await self.credentials.lookup(msg.sender or "")
             result = await self._route(msg, caller, fds)
@@ -181,11 +185,11 @@ class Dispatcher:
         if iface == INTROSPECTABLE and member == "Introspect" and msg.signature == "":
             return "s", [self._introspect(path, face)]
         if face is None:
-            raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{path}'")
+            raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{printable(path, PATH_LIMIT)}'")
         if iface == PROPERTIES:
             return await self._properties(face, msg, caller)
         if iface not in (INTERFACE, None):
-            raise BusError(UNKNOWN_INTERFACE, f"No such interface '{iface}' at path '{path}'")
+            raise BusError(UNKNOWN_INTERFACE, f"No such interface '{iface}' at path '{printable(path, PATH_LIMIT)}'")
         method = face.methods.get(member)
         if method is None:
             raise BusError(UNKNOWN_METHOD, f"No such method '{member}'")
@@ -203,7 +207,7 @@ class Dispatcher:
         children = self.children(path)
         if face is None:
             if not children and path != "/":
-                raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{path}'")
+                raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{printable(path, PATH_LIMIT)}'")
             return introspect(None, (), (), (), children)
         return introspect(INTERFACE, face.methods.values(), face.properties.values(), face.signals, children)
 
@@ -239,14 +243,14 @@ class Dispatcher:
 
 def _check_interface(iface: str) -> None:
     if iface not in (INTERFACE, ""):
-        raise BusError(UNKNOWN_INTERFACE, f"No such interface '{iface}'")
+        raise BusError(UNKNOWN_INTERFACE, f"No such interface '{printable(iface)}'")
 
 
 def _property(face, iface: str, name: str):
     _check_interface(iface)
     prop = face.properties.get(name)
     if prop is None:
-        raise BusError(UNKNOWN_PROPERTY, f"No such property '{name}'")
+        raise BusError(UNKNOWN_PROPERTY, f"No such property '{printable(name)}'")
     return prop
 
 
