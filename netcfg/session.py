@@ -82,12 +82,16 @@ class Session:
             raise InvalidArgument(f"too many IP addresses (at most {MAX_ADDRESSES} per device)")
         self.config.addresses.append(address)
 
-    def add_networks(self, networks: list[Network]) -> None:
-        if len(self.config.networks) + len(networks) > MAX_NETWORKS:
+    def check_room_for_networks(self, count: int) -> None:
+        """Refuse a batch over the bound before anyone parses it."""
+        if len(self.config.networks) + count > MAX_NETWORKS:
             raise InvalidArgument(
-                f"too many networks: {len(self.config.networks)} stored + {len(networks)} new "
+                f"too many networks: {len(self.config.networks)} stored + {count} new "
                 f"(at most {MAX_NETWORKS} per device)"
             )
+
+    def add_networks(self, networks: list[Network]) -> None:
+        self.check_room_for_networks(len(networks))
         self.config.networks.extend(networks)
 
     def gateway(self, ipv6: bool) -> str:
