@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 PROPERTIES = "org.freedesktop.DBus.Properties"
 INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
 PEER = "org.freedesktop.DBus.Peer"
+# The standard interfaces' members and their signatures: anything else on
+# them is UnknownMethod or InvalidArgs, as with our own members.
+STANDARD_MEMBERS = {
+    PEER: {"Ping": "", "GetMachineId": ""},
+    INTROSPECTABLE: {"Introspect": ""},
+    PROPERTIES: {"Get": "ss", "GetAll": "s", "Set": "ssv"},
+}
 # Caller strings quoted in replies and logs are escaped and cut (a path or a
 # property name may be megabytes long); ours are at most ~100 characters.
 PATH_LIMIT = 256
@@ -177,6 +184,7 @@ class Dispatcher:
 
     async def _route(self, msg: Message, caller: Caller, fds: list[int]):
         iface, member, path = msg.interface, msg.member, msg.path or "/"
+        _check_standard(iface, member, msg.signature)
         if iface == PEER and member == "Ping" and msg.signature == "":
             return None
         if iface == PEER and member == "GetMachineId" and msg.signature == "":
@@ -239,6 +247,16 @@ class Dispatcher:
         return self.bus.send(Message.new_signal(path, interface, member, signature, body) if destination is None
                              else Message(message_type=MessageType.SIGNAL, path=path, interface=interface,
                                           member=member, signature=signature, body=body, destination=destination))
+
+
+def _check_standard(iface: str | None, member: str, signature: str) -> None:
+    members = STANDARD_MEMBERS.get(iface)
+    if members is None:
+        return
+    if member not in members:
+        raise BusError(UNKNOWN_METHOD, f"No such method '{member}' in interface '{iface}'")
+    if signature != members[member]:
+        raise BusError(INVALID_ARGS, f"Type of message, '({signature})', does not match expected type '({members[member]})'")
 
 
 def _check_interface(iface: str) -> None:
