@@ -324,9 +324,23 @@ async def test_wrong_signature_and_unknown_method(device, root_bus):
         assert name == want, (member, sig, name, text)
         if want == INVALID_ARGS:
             assert f"({sig})" in text, text
+    # The standard interfaces are checked the same way.
+    standard = [
+        (PROPERTIES, "Get", "sss", [INTERFACE, "mtu", "x"]),
+        (PROPERTIES, "Get", "s", [INTERFACE]),
+        (PROPERTIES, "GetAll", "", []),
+        (PROPERTIES, "Set", "ss", [INTERFACE, "mtu"]),
+        (INTROSPECTABLE, "Introspect", "s", ["xml"]),
+        (PEER, "Ping", "u", [1]),
+    ]
     for path in (device, MANAGER):
+        for iface, member, sig, body in standard:
+            reply = await call(root_bus, member, path=path, interface=iface, signature=sig, body=body)
+            assert_error(reply, INVALID_ARGS, f"({sig})")
         assert_error(await call(root_bus, "Frobnicate", path=path), UNKNOWN_METHOD, "Frobnicate")
-        assert_error(await call(root_bus, "Frobnicate", path=path, interface=PEER), UNKNOWN_INTERFACE)
+        for iface in (PEER, PROPERTIES, INTROSPECTABLE):
+            assert_error(await call(root_bus, "Frobnicate", path=path, interface=iface), UNKNOWN_METHOD,
+                         "Frobnicate")
     assert_error(await call(root_bus, "Ping", path=device, interface="org.example.Nope"),
                  UNKNOWN_INTERFACE, "org.example.Nope")
     assert (await get(root_bus, device, "mtu")) == 1500
