@@ -27,12 +27,12 @@ from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from support import NETCFG_BUS_NAME
+from support.client import arun_client
 from support.dbuscalls import (
     INTERFACE, INVALID_ARGS, MANAGER, NETCFG_ERROR, PROPERTIES, UNKNOWN_INTERFACE, UNKNOWN_METHOD,
     UNKNOWN_OBJECT, UNKNOWN_PROPERTY,
     assert_error, call, create_device, error, establish, get, get_all, get_step, mstep, ok, set_prop,
 )
-from support.client import arun_client
 from support.netns import ROUTER_V4, UPLINK_IF
 
 pytestmark = pytest.mark.asyncio
@@ -467,3 +467,22 @@ async def test_what_an_unprivileged_user_can_send(service, root_bus, bus, users)
     after = await wait_fds_at_most(service, before)
     assert after <= before, f"service fds grew from {before} to {after}"
     await service.assert_healthy(root_bus)
+
+
+async def test_forged_name_owner_changed_is_ignored(device, service, root_bus, bus):
+    """Anyone may send the service a signal; one dressed up as the bus
+    driver's NameOwnerChanged for the device's creator must not tear the
+    device down (the daemon sets the real sender)."""
+    forger = await MessageBus(bus_address=bus.address).connect()
+    try:
+        for destination in (service.unique_name, None):
+            await forger.send(Message(
+                message_type=MessageType.SIGNAL, destination=destination, path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus", member="NameOwnerChanged", signature="sss",
+                body=[root_bus.unique_name, root_bus.unique_name, ""]))
+        await service.ping(forger)
+    finally:
+        forger.disconnect()
+    await service.ping(root_bus)
+    assert ok(await call(root_bus, "FetchInterfaceList")) == [[device]]
+    assert await get(root_bus, device, "device_name") == "target"

@@ -222,6 +222,36 @@ async def test_add_networks_per_device_bound(device, root_bus):
                  NETCFG_ERROR, "100000")
 
 
+async def test_other_bounds(device, root_bus):
+    """Addresses (64), DNS servers (64), search domains (256) per device and
+    devices (256) per UID: the call that crosses a bound is refused whole."""
+    for i in range(64):
+        ok(await call(root_bus, "AddIPAddress", path=device, signature="susb",
+                      body=[f"10.8.{i}.2", 24, "", False]))
+    assert_error(await call(root_bus, "AddIPAddress", path=device, signature="susb",
+                            body=["10.9.0.2", 24, "", False]), NETCFG_ERROR, "64")
+
+    servers = [f"10.53.0.{i}" for i in range(1, 65)]
+    ok(await call(root_bus, "AddDNS", path=device, signature="as", body=[servers[:60]]))
+    assert_error(await call(root_bus, "AddDNS", path=device, signature="as", body=[["10.53.1.1"] + servers[60:]]),
+                 NETCFG_ERROR, "65", "64")
+    ok(await call(root_bus, "AddDNS", path=device, signature="as", body=[servers]))  # duplicates merge
+    assert await get(root_bus, device, "dns_name_servers") == servers
+
+    domains = [f"d{i}.example" for i in range(256)]
+    ok(await call(root_bus, "AddDNSSearch", path=device, signature="as", body=[domains[:200]]))
+    assert_error(await call(root_bus, "AddDNSSearch", path=device, signature="as",
+                            body=[domains[200:] + ["one.more.example"]]), NETCFG_ERROR, "257", "256")
+    ok(await call(root_bus, "AddDNSSearch", path=device, signature="as", body=[domains[200:]]))
+    assert await get(root_bus, device, "dns_search_domains") == domains
+
+    for i in range(255):  # the fixture's device is the first
+        await create_device(root_bus, f"n{i}")
+    assert_error(await call(root_bus, "CreateVirtualInterface", signature="s", body=["toomany"]),
+                 NETCFG_ERROR, "toomany", "256")
+    assert len(ok(await call(root_bus, "FetchInterfaceList"))[0]) == 256
+
+
 async def test_huge_add_dns_refused_at_once_while_others_are_served(device, root_bus, bus):
     """AddDNS with 100,000 entries is refused quickly; meanwhile another
     client's calls are answered."""
