@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import os
 import grp
+import json
 import pwd
 import secrets
 import shutil
@@ -319,3 +320,74 @@ mkdir -p /run/dbus {SCRATCH}/services /run/systemd/resolved.conf.d
         """netcfg's DNS core inside the namespace, on this bus (tests/dns/runner.py)."""
         args = {"backend": "systemd-resolved", "bus": BUS_ADDRESS, "state_dir": STATE_DIR, **start}
         return self.ns.runner(**args)
+
+    # -- the netcfg service and a VPN client, inside the namespace --
+
+    def service(self, *extra: str) -> "NetcfgService":
+        """netcfg on this bus with the systemd-resolved backend (the service end-to-end tests)."""
+        return NetcfgService(self, list(extra)).start()
+
+    def vpn_client(self, servers, domains=(), scope="global", answer="198.51.100.9") -> "VpnClient":
+        return VpnClient(self, list(servers), list(domains), scope, answer)
+
+
+class NetcfgService:
+    def __init__(self, env: ResolvedEnv, extra: list[str]) -> None:
+        self.env = env
+        self.log_path = env.logdir / f"netcfg-{secrets.token_hex(2)}.log"
+        self.argv = [PYTHON, "-m", "netcfg", "--bus-address", BUS_ADDRESS, "--dns-backend", "systemd-resolved",
+                     "--state-dir", f"{SCRATCH}/netcfg-state", "--log-file", str(self.log_path),
+                     "--log-level", "6", "--idle-exit", "0", *extra]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "NetcfgService":
+        out = open(self.log_path.with_suffix(".out"), "w")
+        self.proc = self.env.ns.popen(*self.argv, env={"PYTHONPATH": str(REPO)}, stdout=out,
+                                      stderr=subprocess.STDOUT, cwd=str(REPO))
+        deadline = time.monotonic() + 10
+        while not self.env.has_owner("net.openvpn.v3.netcfg"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise NamespaceError(f"netcfg did not come up:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def log(self) -> str:
+        parts = [p.read_text(errors="replace") for p in (self.log_path, self.log_path.with_suffix(".out"))
+                 if p.exists()]
+        return "\n".join(parts)
+
+    def stop(self) -> int:
+        """SIGTERM; the exit code (0 expected)."""
+        self.proc.terminate()
+        rc = self.proc.wait(15)
+        self.env.ns.children.remove(self.proc)
+        return rc
+
+
+class VpnClient:
+    """tests/dns/vpnclient.py in the namespace: a device established with DNS, answering on its tun."""
+
+    def __init__(self, env: ResolvedEnv, servers, domains, scope, answer) -> None:
+        argv = [PYTHON, str(HERE / "vpnclient.py"), "--bus", BUS_ADDRESS, "--servers", *servers,
+                "--scope", scope, "--answer", answer]
+        if domains:
+            argv += ["--domains", *domains]
+        self.err_path = env.logdir / f"vpnclient-{secrets.token_hex(2)}.err"
+        with open(self.err_path, "w") as err:  # a file: an undrained pipe would block the client
+            self.proc = env.ns.popen(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+        line = _readline(self.proc.stdout, 30)
+        if not line:
+            raise NamespaceError(f"vpnclient gave no answer:\n{self.err_path.read_text()}")
+        self.result = json.loads(line)
+
+    def request(self, what: str) -> dict:
+        self.proc.stdin.write(what + "\n")
+        self.proc.stdin.flush()
+        line = _readline(self.proc.stdout, 30)
+        if not line:
+            raise NamespaceError(f"vpnclient: no reply to {what} within 30 s")
+        return json.loads(line)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
