@@ -26,7 +26,7 @@ class SystemPart:
 
 def is_ours(text: str) -> bool:
     """Whether a file's text is one we generated (our header in the first lines)."""
-    return any(line.startswith(HEADER_MARK) for line in text.splitlines()[:4])
+    return HEADER in text.splitlines()[:4]
 
 
 def parse(text: str, skip_servers=(), skip_domains=()) -> SystemPart:
