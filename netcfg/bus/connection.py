@@ -10,6 +10,7 @@ queue on top of the library is bounded in bus/signals.py.
 from __future__ import annotations
 
 import array
+import asyncio
 import logging
 import socket
 
@@ -62,6 +63,17 @@ def patch_writer() -> None:
     writer = aio_message_bus._MessageWriter
     if writer.write_callback is not _write_callback:
         writer.write_callback = _write_callback
+
+
+def send_raw(bus: MessageBus, data: bytearray) -> asyncio.Future:
+    """Queue already marshalled messages (serials from bus.next_serial()).
+
+    The future resolves once every byte is in the socket, like bus.send's.
+    """
+    fut = bus._loop.create_future()
+    bus._writer.messages.append((data, None, fut))
+    bus._writer.schedule_write()  # arms the writer; it writes when the socket takes it
+    return fut
 
 
 def backlog(bus: MessageBus) -> int:

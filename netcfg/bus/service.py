@@ -31,7 +31,8 @@ from .device import DeviceFace
 from .dispatch import Dispatcher
 from .logsignal import LOG_SERVICE, LogSignalHandler
 from .manager import ManagerFace
-from .signals import SignalPump, Subscriptions
+from .pump import SignalPump
+from .signals import Subscriptions
 
 log = logging.getLogger(__name__)
 
