@@ -19,6 +19,7 @@ from .. import log as levels
 from ..config import Options
 from ..dco.probe import dco_available
 from ..dns.order import DnsManager
+from ..foreign import ForeignChanges
 from ..kernel.netlink import Netlink
 from ..kernel.watch import KernelWatch
 from ..registry import Context, DeviceRegistry
@@ -75,6 +76,8 @@ class Service:
         await self.watch.start()
         ctx = Context(opts, self.nl, journal, self.dns, subscriptions, self.watch)
         self.registry = registry = DeviceRegistry(ctx, on_removed=lambda s: dispatcher.unexport(s.path))
+        self.foreign = ForeignChanges(ctx, lambda: registry.sessions.values())
+        self.watch.subscribe(self.foreign.on_notice)
         await registry.recover()
 
         manager = ManagerFace(registry, subscriptions, self._export_device, opts.log_level,
@@ -151,6 +154,7 @@ class Service:
                 except Exception:
                     pass
                 self.bus.disconnect()
+            await self.foreign.stop()
             await self.watch.stop()
             await self.nl.close()
 

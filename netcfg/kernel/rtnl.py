@@ -15,7 +15,9 @@ from typing import Iterator
 
 from . import watch  # the value types; used at call time (watch imports us)
 
-RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR = 16, 17, 20, 21
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 16, 17, 18, 20, 21, 22
+RTM_GETROUTE = 26
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWRULE, RTM_DELRULE = 24, 25, 32, 33
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 IFF_UP = 0x1
@@ -56,6 +58,15 @@ def _ip(family: int, raw: bytes | None) -> str | None:
 
 def _u32(raw: bytes | None) -> int | None:
     return _U32.unpack(raw[:4])[0] if raw else None
+
+
+def dump_request(msg_type: int, seq: int) -> bytes:
+    """A dump of every link (RTM_GETLINK), address or route, all families.
+
+    The replies are RTM_NEW* messages, parsed like notifications.
+    """
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) if msg_type == RTM_GETLINK else bytes([socket.AF_UNSPEC]) + bytes(3)
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
 def messages(data: bytes) -> Iterator[tuple[int, bytes, int, int]]:

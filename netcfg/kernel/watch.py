@@ -108,7 +108,10 @@ class KernelWatch:
     def __init__(self) -> None:
         self.listeners: list[Callable[[Notice], None]] = []
         self._sock: socket.socket | None = None
+        self._dumper: socket.socket | None = None
         self._reading = False
+        self._seq = 0
+        self._dumping = asyncio.Lock()  # one dump at a time on the socket
 
     def subscribe(self, listener: Callable[[Notice], None]) -> None:
         self.listeners.append(listener)
@@ -124,6 +127,10 @@ class KernelWatch:
             log.warning("rtnetlink receive buffer stays small (%s): expect resyncs under route floods", e)
         sock.bind((0, GROUPS))
         self._sock = sock
+        # Dumps (resync) go through their own socket, in the same namespace.
+        self._dumper = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                                     socket.NETLINK_ROUTE)
+        self._dumper.bind((0, 0))
 
     async def start(self) -> None:
         if self._sock is None:
@@ -137,7 +144,32 @@ class KernelWatch:
                 asyncio.get_running_loop().remove_reader(self._sock.fileno())
                 self._reading = False
             self._sock.close()
-            self._sock = None
+            self._dumper.close()
+            self._sock = self._dumper = None
+
+    async def dump(self, links: bool = True, addresses: bool = True, routes: bool = True) -> list[Notice]:
+        """What the kernel has now: links, addresses, routes, as added notices."""
+        async with self._dumping:
+            return await self._dump(links, addresses, routes)
+
+    async def _dump(self, links: bool, addresses: bool, routes: bool) -> list[Notice]:
+        loop = asyncio.get_running_loop()
+        found: list[Notice] = []
+        wanted = ((rtnl.RTM_GETLINK, links), (rtnl.RTM_GETADDR, addresses), (rtnl.RTM_GETROUTE, routes))
+        for request in (kind for kind, want in wanted if want):
+            self._seq += 1
+            await loop.sock_sendall(self._dumper, rtnl.dump_request(request, self._seq))
+            done = False
+            while not done:
+                data = await loop.sock_recv(self._dumper, 1 << 20)
+                for kind, buf, begin, end in rtnl.messages(data):
+                    if kind in (rtnl.NLMSG_DONE, rtnl.NLMSG_ERROR):
+                        done = True
+                        break
+                    notice = rtnl.parse(kind, buf, begin, end)
+                    if notice is not None:
+                        found.append(notice)
+        return found
 
     def _readable(self) -> None:
         # A bounded number of datagrams per call: the loop serves bus calls
