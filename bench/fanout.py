@@ -11,11 +11,16 @@ every 5 ms, a device with R routes; Establish is called and timed until
 every subscriber has its R + 2 events (DEVICE_ADDED, IPADDR_ADDED, R x
 ROUTE_ADDED).  Reported per case (see bench/FANOUT.md):
 
-  fanout routes=R subscribers=N total_s=.. deliveries=.. deliveries_per_s=..
-         lost=.. call_p50_ms=.. call_p99_ms=.. call_max_ms=.. calls=..
+  fanout routes=R subscribers=N total_s=.. establish_reply_s=.. deliveries=..
+         deliveries_per_s=.. fanout_s=.. fanout_deliveries_per_s=.. lost=..
+         duplicates=.. call_p50_ms=.. call_p99_ms=.. call_max_ms=.. calls=..
+         cpu_service_s=.. cpu_daemon_s=.. cpu_subscribers_s=..
 
 total_s runs from the Establish call to the last event at the slowest
-subscriber; lost counts events that never arrived (60 s without progress).
+subscriber (it includes installing the routes: establish_reply_s);
+fanout_s from the first event at any subscriber to that last one; lost
+counts events that never arrived (60 s without progress); cpu_*_s is the
+CPU time the service, the dbus-daemon and all subscribers used meanwhile.
 """
 
 from __future__ import annotations
@@ -124,6 +129,7 @@ async def one_case(address: str, routes: int, subscribers: int, index: int, pids
         t_reply = time.monotonic()
         done = await asyncio.gather(*(wait_done(s) for s in subs))
         t_end = max((d.get("last") or t0) for d in done)
+        t_first = min((d.get("first") or t_end) for d in done)
         cpu = {k: sum(cpu_seconds(p) for p in (v if isinstance(v, list) else [v])) - cpu0[k] for k, v in pids.items()}
         await asyncio.sleep(0.3)  # duplicates, if any, arrive meanwhile
         await call(bus, dev, "Destroy")
@@ -140,6 +146,8 @@ async def one_case(address: str, routes: int, subscribers: int, index: int, pids
         "routes": routes, "subscribers": subscribers, "total_s": round(total, 3),
         "establish_reply_s": round(t_reply - t0, 3), "deliveries": delivered,
         "deliveries_per_s": round(delivered / total) if total > 0 else 0,
+        "fanout_s": round(t_end - t_first, 3),
+        "fanout_deliveries_per_s": round(delivered / (t_end - t_first)) if t_end > t_first else 0,
         "lost": expect * subscribers - delivered,
         "duplicates": sum(max(f.get("final", 0) - expect, 0) for f in finals),
         "call_p50_ms": round(statistics.median(during) * 1000, 2),

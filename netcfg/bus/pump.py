@@ -6,8 +6,8 @@ a full marshal, a send() per message) and keeps the loop from serving
 calls for seconds.  Here each event's body is marshalled once; each
 destination's header is marshalled once (by the library, as a template)
 and then only gets its serial and body length patched in.  Messages are
-concatenated into chunks of CHUNK_BYTES and handed to the library's writer
-one chunk at a time: the next chunk is built only when the previous one
+concatenated into chunks of CHUNK_BYTES (grouped by destination within a
+window, see _fill) and handed to the library's writer one chunk at a time: the next chunk is built only when the previous one
 is in the socket, so a method reply waits behind at most one chunk plus
 the socket's send buffer, and the loop serves calls between chunks.
 
@@ -35,6 +35,7 @@ from .connection import send_raw
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024  # one hand-off to the writer (~200 NetworkChange signals)
+WINDOW_MESSAGES = 256  # events are regrouped by destination within windows of this many messages
 MAX_QUEUED = 500_000  # events waiting per destination (docs/api.md, Bounds)
 _LENGTH_AND_SERIAL = struct.Struct("<II")  # at offset 4 of a little-endian header
 
@@ -59,7 +60,6 @@ class Outgoing:
     signature: str
     body: list
     destinations: list[Destination]
-    next: int = 0  # destinations[:next] are written
     marshalled: bytes | None = field(default=None, repr=False)
 
 
@@ -136,26 +136,33 @@ class SignalPump:
                     return
 
     def _fill(self) -> bytearray:
+        """The next chunk: a window of events, grouped by destination.
+
+        Within a window each destination gets its events back to back (in
+        order), so the daemon writes runs of messages to one subscriber and
+        it reads them in one wake-up rather than one by one.
+        """
         chunk = bytearray()
         events = self.events
         while events and len(chunk) < CHUNK_BYTES:
-            event = events[0]
-            if event.marshalled is None:
-                event.marshalled = bytes(Marshaller(event.signature, event.body).marshall())
-            body = event.marshalled
-            receivers = event.destinations
-            while event.next < len(receivers) and len(chunk) < CHUNK_BYTES:
-                dest = receivers[event.next]
-                event.next += 1
+            runs: dict[Destination, list[Outgoing]] = {}
+            messages = 0
+            while events and messages < WINDOW_MESSAGES:
+                event = events.popleft()
+                for dest in event.destinations:
+                    runs.setdefault(dest, []).append(event)
+                messages += len(event.destinations)
+            for dest, run in runs.items():
+                dest.queued -= len(run)
                 if dest.gone:
                     continue
-                self._append(chunk, dest.name, event, body)
-                dest.queued -= 1
+                for event in run:
+                    if event.marshalled is None:
+                        event.marshalled = bytes(Marshaller(event.signature, event.body).marshall())
+                    self._append(chunk, dest.name, event, event.marshalled)
                 if not dest.queued and dest.dropped:
                     log.warning("%d events for %s were dropped while its queue was full", dest.dropped, dest.name)
                     dest.dropped = 0
-            if event.next >= len(receivers):
-                events.popleft()
         return chunk
 
     def _append(self, chunk: bytearray, name: str, event: Outgoing, body: bytes) -> None:
