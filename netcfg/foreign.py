@@ -174,10 +174,13 @@ class ForeignChanges:
     def _report_gone(self, session: Session, gone: list) -> None:
         """Forget `gone` and report it in teardown order: routes, addresses, the device."""
         link = next((e for e in session.ledger.entries if isinstance(e, TunLink)), None)
-        if link is not None and link in gone:  # everything on the link went with it
-            gone += [e for e in session.ledger.entries if e not in gone and _on_link(e, link.ifindex)]
+        ids = {id(e) for e in gone}
+        link_gone = link is not None and id(link) in ids
+        if link_gone:  # everything on the link went with it
+            gone += [e for e in session.ledger.entries if id(e) not in ids and _on_link(e, link.ifindex)]
         session.ledger.forget(gone)
-        log.warning("device %s: removed by someone else: %s", session.path, ", ".join(map(str, gone)))
+        more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
+        log.warning("device %s: removed by someone else: %s%s", session.path, ", ".join(map(str, gone[:5])), more)
         ifname = link.ifname if link is not None else session.device_name
         # The client's networks in its order (exclude routes too); not the
         # def1 halves, which were never announced (spec 8).
@@ -187,7 +190,7 @@ class ForeignChanges:
                 self._emit(session, ChangeType.ROUTE_REMOVED, ifname, route_details(n.address, n.prefix, n.ipv6))
         for a in (e.address for e in gone if isinstance(e, AddressOnLink)):
             self._emit(session, ChangeType.IPADDR_REMOVED, ifname, address_details(a.address, a.prefix, a.ipv6))
-        if link is not None and link in gone:
+        if link_gone:
             self._emit(session, ChangeType.DEVICE_REMOVED, ifname, {})
 
     def _foreign(self, session: Session, n: Notice) -> None:
