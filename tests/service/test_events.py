@@ -3,7 +3,8 @@
 Real subscriber processes on the test bus (tests/support/subscriber.py,
 dbus-fast) as the users the policy permits (openvpn, root) and one it does
 not (netcfg-test); `busctl monitor` (systemd's, eavesdropping as root) is
-the independent view of what went over the wire.  DNS events need a DNS
+the independent view of what went over the wire, and GLib's `gdbus monitor`
+as a bystander that must see none of it.  DNS events need a DNS
 backend (issue 6); their details are checked in tests/unit/test_events.py.
 """
 
@@ -79,6 +80,17 @@ class BusMonitor:
         self.proc.terminate()
         out, _ = await self.proc.communicate()
         return [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
+
+
+async def gdbus_monitor(address: str, user) -> asyncio.subprocess.Process:
+    """GLib's `gdbus monitor` of everything netcfg emits, as a user who did not subscribe."""
+    proc = await asyncio.create_subprocess_exec(
+        "setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups",
+        "gdbus", "monitor", "--address", address, "--dest", "net.openvpn.v3.netcfg",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    first = await asyncio.wait_for(proc.stdout.readline(), 10)
+    assert b"Monitoring" in first, first
+    return proc
 
 
 def network_changes(messages: list[dict]) -> list[dict]:
@@ -159,6 +171,7 @@ async def test_events_filters_order_unicast(service, bus, users, root_bus, netns
     everything = await Subscriber.start(bus.address, users.openvpn.name, mask=2047)
     routes_only = await Subscriber.start(bus.address, None, mask=ROUTE_ADDED)
     bystander = await Subscriber.start(bus.address, users.unprivileged.name, mask=None)
+    glib_bystander = await gdbus_monitor(bus.address, users.unprivileged)
     path = await create_device(root_bus, "events", ADDRESSES, NETWORKS, reroute_ipv4=True)
     fd, ifname = await establish(root_bus, path)
     await call(root_bus, path, "Disable")
@@ -179,6 +192,10 @@ async def test_events_filters_order_unicast(service, bus, users, root_bus, netns
         assert (s["path"], s["interface"]) == (path, "net.openvpn.v3.netcfg")
     for sub in (everything, routes_only, bystander):
         await sub.close()
+    glib_bystander.terminate()
+    seen_by_glib = (await glib_bystander.communicate())[0].decode()
+    assert "PropertiesChanged" in seen_by_glib  # it does see netcfg's broadcasts ...
+    assert "NetworkChange" not in seen_by_glib  # ... but no unicast meant for others
 
     wire = network_changes(await monitor.stop())
     assert len(wire) == len(want) + len(want_routes)
