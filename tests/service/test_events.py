@@ -5,7 +5,7 @@ dbus-fast) as the users the policy permits (openvpn, root) and one it does
 not (netcfg-test); `busctl monitor` (systemd's, eavesdropping as root) is
 the independent view of what went over the wire, and GLib's `gdbus monitor`
 as a bystander that must see none of it.  DNS events need a DNS
-backend (issue 6); their details are checked in tests/unit/test_events.py.
+backend (issue 6); their details are checked in tests/unit/test_signals.py.
 """
 
 from __future__ import annotations
