@@ -6,7 +6,6 @@ teardown afterwards neither fails nor reports those objects again.
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
