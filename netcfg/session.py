@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -248,9 +249,12 @@ class Session:
     def _emit_removed(self, ifname: str, routes: list[Route], addresses: list[AddressOnLink]) -> None:
         events = self.ctx.events
         if events.wants(ChangeType.ROUTE_REMOVED):
-            # Only the client's own non-excluded networks (spec 8), not def1.
+            # Only the client's own non-excluded networks (spec 8), not def1;
+            # and only those still ours: a route someone else deleted was
+            # reported then (foreign.py) and is no longer in the ledger.
+            present = {(r.family == socket.AF_INET6, r.dst, r.prefix) for r in routes}
             for n in self.config.networks:
-                if not n.exclude:
+                if not n.exclude and (n.ipv6, n.address, n.prefix) in present:
                     self._emit(Change(ChangeType.ROUTE_REMOVED, ifname, route_details(n.address, n.prefix, n.ipv6)))
         if events.wants(ChangeType.IPADDR_REMOVED):
             for a in addresses:

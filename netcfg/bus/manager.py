@@ -91,10 +91,7 @@ class ManagerFace:
         self.subscriptions.subscribe(call.caller.bus_name, call.caller.uid, filter)
 
     async def NotificationUnsubscribe(self, call: Call, subscriber: str):
-        # Non-root callers always remove their own subscription (spec 8).
-        if not call.caller.is_root or not subscriber:
-            subscriber = call.caller.bus_name
-        self.subscriptions.unsubscribe(subscriber)
+        self.subscriptions.unsubscribe(call.caller.bus_name, call.caller.is_root, subscriber)
 
     async def NotificationSubscriberList(self, call: Call):
         return [self.subscriptions.listing()]

@@ -20,6 +20,7 @@ from ..config import Options
 from ..dco.probe import dco_available
 from ..dns.order import DnsManager
 from ..dns.select import select_backend
+from ..foreign import ForeignChanges
 from ..kernel.netlink import Netlink
 from ..kernel.watch import KernelWatch
 from ..registry import Context, DeviceRegistry
@@ -32,8 +33,9 @@ from .device import DeviceFace
 from .dispatch import Dispatcher
 from .logsignal import LOG_SERVICE, LogSignalHandler
 from .manager import ManagerFace
+from .pump import SignalPump
 from .resolver_calls import ResolverCalls
-from .signals import SignalPump, Subscriptions
+from .signals import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,12 @@ class Service:
         self.pump = SignalPump(bus)
         subscriptions = Subscriptions(self.pump)
         self.dns = DnsManager(await select_backend(opts, ResolverCalls(bus)))
-        await self.dns.start()  # restores what a killed run left (resolv.conf, resolved links)
         self.watch = KernelWatch()
         await self.watch.start()
         ctx = Context(opts, self.nl, journal, self.dns, subscriptions, self.watch)
         self.registry = registry = DeviceRegistry(ctx, on_removed=lambda s: dispatcher.unexport(s.path))
+        self.foreign = ForeignChanges(ctx, lambda: registry.sessions.values())
+        self.watch.subscribe(self.foreign.on_notice)
 
         manager = ManagerFace(registry, subscriptions, self._export_device, opts.log_level,
                               opts.config_file or "", dco_available)
@@ -109,6 +112,7 @@ class Service:
             raise StartupError(f"cannot own {BUS_NAME}: {reply.name} (another instance, or the D-Bus policy)")
         # Only the name's owner may clean up: recovery and the sweep assume no
         # other netcfg manages this namespace.  Calls wait for `ready`.
+        await self.dns.start()  # restores what a killed run left (resolv.conf, resolved links)
         await registry.recover()
         dispatcher.ready.set()
         log.info("netcfg serving %s (redirect method %s%s, DNS backend %s)", BUS_NAME, opts.redirect_method,
@@ -158,6 +162,7 @@ class Service:
                 except Exception:
                     pass
                 self.bus.disconnect()
+            await self.foreign.stop()
             await self.watch.stop()
             await self.nl.close()
 

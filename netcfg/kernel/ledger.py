@@ -63,6 +63,15 @@ class Ledger:
                 self.journal.write(self.key, self.entries)
                 raise failed[0][1]
 
+    def forget(self, objs: list[KernelObject]) -> None:
+        """Someone else removed these from the kernel: drop them, no kernel call."""
+        gone = {id(o) for o in objs}
+        self.entries = [e for e in self.entries if id(e) not in gone]
+        if self.entries:
+            self.journal.write(self.key, self.entries)
+        else:
+            self.journal.remove(self.key)
+
     async def undo(self, since: int = 0) -> list[Exception]:
         """Remove entries[since:] in reverse order; gather errors, keep going."""
         errors: list[Exception] = []

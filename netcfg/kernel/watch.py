@@ -2,9 +2,9 @@
 
 One socket subscribed to link, address, route and rule groups, with a large
 receive buffer (SO_RCVBUFFORCE): the default one overflows under route
-floods (notes 2.4).  On overflow (ENOBUFS) the socket is re-created and
-listeners get a `Resync`, after which they must re-read what they care about.
-Notifications are turned into small value types here, so listeners (event
+floods (notes 2.4).  On overflow (ENOBUFS) listeners get a `Resync`, after
+which they must re-read what they care about.  Notifications are turned
+into small value types here (parsed by kernel/rtnl.py), so listeners (event
 reporting, uplink following) never see netlink messages.
 """
 
@@ -18,7 +18,6 @@ import socket
 from dataclasses import dataclass
 from typing import Callable, Union
 
-from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import (
     RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE,
     RTMGRP_IPV6_RULE, RTMGRP_LINK,
@@ -37,6 +36,7 @@ class LinkNotice:
     added: bool  # False: the link is gone
     ifindex: int
     ifname: str
+    up: bool = True  # IFF_UP (administratively up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ def _route(msg, added: bool) -> RouteNotice:
 def decode(msg) -> Notice | None:
     event = msg.get("event")
     if event in ("RTM_NEWLINK", "RTM_DELLINK"):
-        return LinkNotice(event == "RTM_NEWLINK", msg["index"], msg.get("ifname") or "")
+        return LinkNotice(event == "RTM_NEWLINK", msg["index"], msg.get("ifname") or "", bool(msg["flags"] & 1))
     if event in ("RTM_NEWADDR", "RTM_DELADDR"):
         return AddressNotice(event == "RTM_NEWADDR", msg["index"], msg.get("address") or "", msg["prefixlen"],
                              msg["family"] == socket.AF_INET6)
@@ -107,46 +107,92 @@ def decode(msg) -> Notice | None:
 class KernelWatch:
     def __init__(self) -> None:
         self.listeners: list[Callable[[Notice], None]] = []
-        self._task: asyncio.Task | None = None
-        self._ipr: AsyncIPRoute | None = None
+        self._sock: socket.socket | None = None
+        self._dumper: socket.socket | None = None
+        self._reading = False
+        self._seq = 0
+        self._dumping = asyncio.Lock()  # one dump at a time on the socket
 
     def subscribe(self, listener: Callable[[Notice], None]) -> None:
         self.listeners.append(listener)
 
+    def open(self) -> None:
+        """Open the socket in the calling thread's network namespace."""
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                             socket.NETLINK_ROUTE)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError as e:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            log.warning("rtnetlink receive buffer stays small (%s): expect resyncs under route floods", e)
+        sock.bind((0, GROUPS))
+        self._sock = sock
+        # Dumps (resync) go through their own socket, in the same namespace.
+        self._dumper = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                                     socket.NETLINK_ROUTE)
+        self._dumper.bind((0, 0))
+
     async def start(self) -> None:
-        await self._open()
-        self._task = asyncio.ensure_future(self._run())
+        if self._sock is None:
+            self.open()
+        asyncio.get_running_loop().add_reader(self._sock.fileno(), self._readable)
+        self._reading = True
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-        if self._ipr:
-            self._ipr.close()
-            self._ipr = None
+        if self._sock is not None:
+            if self._reading:
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+                self._reading = False
+            self._sock.close()
+            self._dumper.close()
+            self._sock = self._dumper = None
 
-    async def _open(self) -> None:
-        self._ipr = AsyncIPRoute()
-        await self._ipr.bind(groups=GROUPS)
-        try:
-            self._ipr.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-        except OSError as e:
-            log.warning("rtnetlink receive buffer stays small (%s): expect resyncs under route floods", e)
+    async def dump(self, links: bool = True, addresses: bool = True, routes: bool = True) -> list[Notice]:
+        """What the kernel has now: links, addresses, routes, as added notices."""
+        async with self._dumping:
+            return await self._dump(links, addresses, routes)
 
-    async def _run(self) -> None:
-        while True:  # AsyncIPRoute.get() yields one datagram's messages, then ends (notes 2.4)
-            try:
-                async for msg in self._ipr.get():
-                    notice = decode(msg)
+    async def _dump(self, links: bool, addresses: bool, routes: bool) -> list[Notice]:
+        loop = asyncio.get_running_loop()
+        found: list[Notice] = []
+        wanted = ((rtnl.RTM_GETLINK, links), (rtnl.RTM_GETADDR, addresses), (rtnl.RTM_GETROUTE, routes))
+        for request in (kind for kind, want in wanted if want):
+            self._seq += 1
+            await loop.sock_sendall(self._dumper, rtnl.dump_request(request, self._seq))
+            done = False
+            while not done:
+                data = await loop.sock_recv(self._dumper, 1 << 20)
+                for kind, buf, begin, end in rtnl.messages(data):
+                    if kind in (rtnl.NLMSG_DONE, rtnl.NLMSG_ERROR):
+                        done = True
+                        break
+                    notice = rtnl.parse(kind, buf, begin, end)
                     if notice is not None:
-                        self._tell(notice)
+                        found.append(notice)
+        return found
+
+    def _readable(self) -> None:
+        # A bounded number of datagrams per call: the loop serves bus calls
+        # between them during a flood of route notifications.
+        for _ in range(256):
+            try:
+                data = self._sock.recv(65536)
+            except BlockingIOError:
+                return
             except OSError as e:
                 if e.errno != errno.ENOBUFS:
                     log.error("rtnetlink watch stopped: %s", e)
+                    asyncio.get_running_loop().remove_reader(self._sock.fileno())
+                    self._reading = False
                     return
+                # The socket stays usable; what overflowed is lost.
                 log.warning("rtnetlink notifications overflowed: resynchronising")
-                self._ipr.close()
-                await self._open()
                 self._tell(Resync())
+                continue
+            for kind, buf, begin, end in rtnl.messages(data):
+                notice = rtnl.parse(kind, buf, begin, end)
+                if notice is not None:
+                    self._tell(notice)
 
     def _tell(self, notice: Notice) -> None:
         for listener in self.listeners:
@@ -154,3 +200,6 @@ class KernelWatch:
                 listener(notice)
             except Exception:
                 log.exception("kernel watch listener failed on %s", notice)
+
+
+from . import rtnl  # noqa: E402  (rtnl builds the value types above)

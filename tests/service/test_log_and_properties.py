@@ -118,7 +118,7 @@ async def test_log_signals_to_the_log_service(service_factory, bus, bus_policy, 
         await nc.set(NETCFG_MANAGER_PATH, "log_level", "u", 3)
         logs.take()
         path = await nc.create("filtered")                               # INFO: sent
-        await nc.call(NETCFG_MANAGER_PATH, "NotificationUnsubscribe", "s", [""])
+        await nc.call(NETCFG_MANAGER_PATH, "NotificationUnsubscribe", "s", [root_bus.unique_name])
         await nc.call(NETCFG_MANAGER_PATH, "NotificationSubscribe", "u", [2])  # VERB2: not
         await nc.error(path, "Set", "ssv", [IFACE, "mtu", Variant("q", 10)], interface=PROPS)  # VERB1: not
         await nc.set(NETCFG_MANAGER_PATH, "log_level", "u", 1)

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""NetworkChange fan-out: the events of one Establish, to N subscriber processes.
+
+    .venv/bin/python bench/fanout.py [--routes 1000,10000] [--subscribers 1,10]
+                                     [--repeat 1] [--json]
+
+As root.  Starts a private system-type dbus-daemon, a network namespace and
+netcfg in it (tests/support), then per case: N subscriber processes
+(bench/fanout_peers.py, mask 2047), one prober process calling Get(version)
+every 5 ms, a device with R routes; Establish is called and timed until
+every subscriber has its R + 2 events (DEVICE_ADDED, IPADDR_ADDED, R x
+ROUTE_ADDED).  Reported per case (see bench/FANOUT.md):
+
+  fanout routes=R subscribers=N total_s=.. establish_reply_s=.. deliveries=..
+         deliveries_per_s=.. fanout_s=.. fanout_deliveries_per_s=.. lost=..
+         duplicates=.. call_p50_ms=.. call_p99_ms=.. call_max_ms=.. calls=..
+         cpu_service_s=.. cpu_daemon_s=.. cpu_subscribers_s=..
+
+total_s runs from the Establish call to the last event at the slowest
+subscriber (it includes installing the routes: establish_reply_s);
+fanout_s from the first event at any subscriber to that last one; lost
+counts events that never arrived (60 s without progress); cpu_*_s is the
+CPU time the service, the dbus-daemon and all subscribers used meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from dbus_fast import Message, MessageType, Variant  # noqa: E402
+from dbus_fast.aio import MessageBus  # noqa: E402
+
+from support.busdaemon import BusDaemon  # noqa: E402
+from support.netns import Netns  # noqa: E402
+from support.service import ServiceProcess  # noqa: E402
+from support.users import ensure_users  # noqa: E402
+
+NAME = IFACE = "net.openvpn.v3.netcfg"
+MANAGER = "/net/openvpn/v3/netcfg"
+PROPS = "org.freedesktop.DBus.Properties"
+PEERS = [sys.executable, str(HERE / "fanout_peers.py")]
+STALL = 60.0  # seconds without a new event before the rest counts as lost
+
+
+async def call(bus, path, member, signature="", body=(), interface=IFACE) -> Message:
+    reply = await bus.call(Message(destination=NAME, path=path, interface=interface, member=member,
+                                   signature=signature, body=list(body)))
+    if reply.message_type is MessageType.ERROR:
+        raise RuntimeError(f"{member}: {reply.error_name}: {reply.body}")
+    return reply
+
+
+class Peer:
+    """One peer process; JSON lines on its stdout, EOF on its stdin ends it."""
+
+    def __init__(self, proc) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, *args: str) -> "Peer":
+        proc = await asyncio.create_subprocess_exec(*PEERS, *args, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE)
+        peer = cls(proc)
+        ready = await peer.line(30)
+        if "ready" not in ready:
+            raise RuntimeError(f"peer {args[0]}: {ready}")
+        return peer
+
+    async def line(self, timeout: float) -> dict:
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not raw:
+            raise RuntimeError("peer exited")
+        return json.loads(raw)
+
+    async def finish(self) -> dict:
+        self.proc.stdin.close()
+        out = {}
+        while True:
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+            if not raw:
+                break
+            out.update(json.loads(raw))
+        await self.proc.wait()
+        return out
+
+
+def networks(count: int) -> list[list]:
+    base = int(ipaddress.IPv4Address("100.64.0.0"))
+    return [[str(ipaddress.IPv4Address(base + i)), 32, -1, False, False] for i in range(count)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def one_case(address: str, routes: int, subscribers: int, index: int, pids: dict) -> dict:
+    expect = routes + 2
+    subs = await asyncio.gather(*(Peer.start("subscriber", "--address", address, "--expect", str(expect))
+                                  for _ in range(subscribers)))
+    prober = await Peer.start("prober", "--address", address)
+    bus = await MessageBus(bus_address=address, negotiate_unix_fd=True).connect()
+    try:
+        dev = (await call(bus, MANAGER, "CreateVirtualInterface", "s", [f"fanout{index}"])).body[0]
+        await call(bus, dev, "Set", "ssv", [IFACE, "layer", Variant("u", 3)], PROPS)
+        await call(bus, dev, "AddIPAddress", "susb", ["10.8.0.2", 16, "10.8.0.1", False])
+        nets = networks(routes)
+        for i in range(0, routes, 5000):
+            await call(bus, dev, "AddNetworks", "a(suibb)", [nets[i:i + 5000]])
+        await asyncio.sleep(0.5)  # prober samples before the burst
+        pids = {**pids, "subscribers": [s.proc.pid for s in subs]}
+        cpu0 = {k: sum(cpu_seconds(p) for p in (v if isinstance(v, list) else [v])) for k, v in pids.items()}
+        t0 = time.monotonic()
+        reply = await call(bus, dev, "Establish")
+        t_reply = time.monotonic()
+        done = await asyncio.gather(*(wait_done(s) for s in subs))
+        t_end = max((d.get("last") or t0) for d in done)
+        t_first = min((d.get("first") or t_end) for d in done)
+        cpu = {k: sum(cpu_seconds(p) for p in (v if isinstance(v, list) else [v])) - cpu0[k] for k, v in pids.items()}
+        await asyncio.sleep(0.3)  # duplicates, if any, arrive meanwhile
+        await call(bus, dev, "Destroy")
+        for fd in reply.unix_fds:
+            os.close(fd)
+    finally:
+        bus.disconnect()
+    finals = [await s.finish() for s in subs]
+    samples = (await prober.finish()).get("samples", [])
+    during = [lat for start, lat in samples if t0 <= start <= t_end] or [0.0]
+    delivered = sum(min(f.get("final", 0), expect) for f in finals)
+    total = t_end - t0
+    return {
+        "routes": routes, "subscribers": subscribers, "total_s": round(total, 3),
+        "establish_reply_s": round(t_reply - t0, 3), "deliveries": delivered,
+        "deliveries_per_s": round(delivered / total) if total > 0 else 0,
+        "fanout_s": round(t_end - t_first, 3),
+        "fanout_deliveries_per_s": round(delivered / (t_end - t_first)) if t_end > t_first else 0,
+        "lost": expect * subscribers - delivered,
+        "duplicates": sum(max(f.get("final", 0) - expect, 0) for f in finals),
+        "call_p50_ms": round(statistics.median(during) * 1000, 2),
+        "call_p99_ms": round(percentile(during, 0.99) * 1000, 2),
+        "call_max_ms": round(max(during) * 1000, 2), "calls": len(during),
+        **{f"cpu_{k}_s": round(v, 2) for k, v in cpu.items()},
+    }
+
+
+async def wait_done(sub: Peer) -> dict:
+    """The subscriber's "done" line, or {} after STALL seconds of nothing."""
+    try:
+        return await sub.line(STALL)
+    except asyncio.TimeoutError:
+        return {}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def profiler(directory: str | None, pid: int, name: str):
+    """py-spy on the service for one case (--profile DIR), as collapsed stacks."""
+    if not directory:
+        return None
+    import subprocess
+
+    os.makedirs(directory, exist_ok=True)
+    out = os.path.join(directory, f"service-{name}.txt")
+    return subprocess.Popen(["py-spy", "record", "--nonblocking", "-r", "250", "-p", str(pid), "-f", "raw",
+                             "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def line(result: dict) -> str:
+    return "fanout " + " ".join(f"{k}={v}" for k, v in result.items())
+
+
+async def run(args) -> int:
+    ensure_users()
+    bus = BusDaemon().start()
+    ns = Netns.create(prefix="ncbench")
+    directory = tempfile.mkdtemp(prefix="netcfg-fanout-")
+    svc = ServiceProcess(bus.address, ns.name, directory, log_level=args.log_level)
+    results = []
+    try:
+        await svc.start()
+        index = 0
+        for _ in range(args.repeat):
+            for routes in args.routes:
+                for subscribers in args.subscribers:
+                    index += 1
+                    spy = profiler(args.profile, svc.pid, f"r{routes}-s{subscribers}-{index}")
+                    result = await one_case(bus.address, routes, subscribers, index,
+                                            {"service": svc.pid, "daemon": bus.proc.pid})
+                    if spy:
+                        spy.send_signal(2)  # SIGINT: py-spy writes its file
+                        spy.wait()
+                    results.append(result)
+                    print(json.dumps(result) if args.json else line(result), flush=True)
+        await svc.assert_healthy()
+    finally:
+        if svc.alive():
+            await svc.stop()
+        ns.delete()
+        bus.cleanup()
+    return 1 if any(r["lost"] for r in results) else 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
+    p.add_argument("--routes", type=ints, default=[1000, 10000])
+    p.add_argument("--subscribers", type=ints, default=[1, 10])
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--log-level", type=int, default=4, help="the service's --log-level (default 4)")
+    p.add_argument("--json", action="store_true", help="one JSON object per case")
+    p.add_argument("--profile", metavar="DIR", help="py-spy the service during each case (collapsed stacks in DIR)")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        p.error("run as root (network namespace, system-type bus)")
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

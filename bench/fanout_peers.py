@@ -1,0 +1,118 @@
+"""The other processes of bench/fanout.py: a subscriber and a call prober.
+
+    fanout_peers.py subscriber --address A --expect N [--mask M]
+    fanout_peers.py prober --address A [--interval 0.005]
+
+Each prints JSON lines on stdout and ends at EOF on stdin (the bench closes
+it).  Times are time.monotonic() (CLOCK_MONOTONIC), comparable between
+processes of one machine.
+
+subscriber: subscribes, prints {"ready": unique_name}, counts NetworkChange
+signals; prints {"done": ..} when N have arrived and {"final": ..} at EOF
+(a count above N there means duplicates).
+prober: calls Get(version) on the manager every --interval seconds and, at
+EOF, prints [[start, latency], ...] for every call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+NAME = IFACE = "net.openvpn.v3.netcfg"
+MANAGER = "/net/openvpn/v3/netcfg"
+
+
+def say(obj) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def stdin_closed() -> asyncio.Event:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    fd = sys.stdin.fileno()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            loop.remove_reader(fd)
+            done.set()
+
+    loop.add_reader(fd, readable)
+    return done
+
+
+async def subscriber(address: str, expect: int, mask: int) -> None:
+    bus = await MessageBus(bus_address=address).connect()
+    state = {"count": 0, "first": None, "last": None, "done": False}
+
+    def on_message(msg: Message):
+        if msg.message_type is MessageType.SIGNAL and msg.member == "NetworkChange":
+            now = time.monotonic()
+            state["count"] += 1
+            state["first"] = state["first"] or now
+            state["last"] = now
+            if state["count"] == expect and not state["done"]:
+                state["done"] = True
+                say({"done": state["count"], "first": state["first"], "last": now})
+        return None
+
+    bus.add_message_handler(on_message)
+    reply = await bus.call(Message(destination=NAME, path=MANAGER, interface=IFACE,
+                                   member="NotificationSubscribe", signature="u", body=[mask]))
+    if reply.message_type is not MessageType.METHOD_RETURN:
+        say({"error": f"{reply.error_name}: {reply.body}"})
+        return
+    closed = stdin_closed()
+    say({"ready": bus.unique_name})
+    await closed.wait()
+    say({"final": state["count"], "first": state["first"], "last": state["last"]})
+    bus.disconnect()
+
+
+async def prober(address: str, interval: float) -> None:
+    bus = await MessageBus(bus_address=address).connect()
+    closed = stdin_closed()
+    samples = []
+    say({"ready": bus.unique_name})
+    while not closed.is_set():
+        start = time.monotonic()
+        reply = await bus.call(Message(destination=NAME, path=MANAGER, interface="org.freedesktop.DBus.Properties",
+                                       member="Get", signature="ss", body=[IFACE, "version"]))
+        if reply.message_type is not MessageType.METHOD_RETURN:
+            say({"error": f"{reply.error_name}: {reply.body}"})
+            return
+        samples.append([start, time.monotonic() - start])
+        await asyncio.sleep(interval)
+    say({"samples": samples})
+    bus.disconnect()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("role", choices=("subscriber", "prober"))
+    p.add_argument("--address", required=True)
+    p.add_argument("--expect", type=int, default=0)
+    p.add_argument("--mask", type=int, default=21)  # DEVICE_ADDED|IPADDR_ADDED|ROUTE_ADDED
+    p.add_argument("--interval", type=float, default=0.005)
+    a = p.parse_args()
+    if a.role == "subscriber":
+        asyncio.run(subscriber(a.address, a.expect, a.mask))
+    else:
+        asyncio.run(prober(a.address, a.interval))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Changes made by others (`ip` as an admin would) to a netcfg-managed device.
+
+Subscribers get the REMOVED/ADDED event with origin=external; the device's
+teardown afterwards neither fails nor reports those objects again.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from support.device import call, create_device, establish
+from support.subscriber import Subscriber
+
+DEVICE_ADDED, DEVICE_REMOVED, IPADDR_ADDED, IPADDR_REMOVED = 1, 2, 4, 8
+ROUTE_ADDED, ROUTE_REMOVED, ROUTE_EXCLUDED = 16, 32, 64
+ADDRESSES = [("10.8.0.2", 24, "10.8.0.1", False), ("fd00:8::2", 64, "fd00:8::1", True)]
+NETWORKS = [("192.168.100.0", 24, -1, False, False), ("fd00:100::", 48, -1, True, False),
+            ("198.51.100.0", 24, -1, False, True)]
+EXT, OURS = {"origin": "external"}, {"origin": "netcfg"}
+pytestmark = pytest.mark.netns(uplink=True)  # for the exclude route
+
+
+def route(subnet: str, prefix: int, v6: bool = False, **extra) -> dict:
+    return {"ip_version": "6" if v6 else "4", "subnet": subnet, "prefix": str(prefix), "prefix_size": str(prefix),
+            **extra}
+
+
+def address(ip: str, prefix: int, v6: bool = False, **extra) -> dict:
+    return {"ip_address": ip, "prefix": str(prefix), "prefix_size": str(prefix), "ip_version": "6" if v6 else "4",
+            **extra}
+
+
+async def setup(bus, root_bus, users, name: str):
+    sub = await Subscriber.start(bus.address, users.openvpn.name, mask=2047)
+    path = await create_device(root_bus, name, ADDRESSES, NETWORKS)
+    fd, ifname = await establish(root_bus, path)
+    await sub.wait_changes(6)  # device, 2 addresses, 2 routes, 1 exclude
+    return sub, path, fd, ifname
+
+
+async def new_changes(sub: Subscriber, before: int, count: int) -> list[list]:
+    return (await sub.wait_changes(before + count))[before:]
+
+
+@pytest.mark.asyncio
+async def test_route_and_address_deleted_by_admin(service, bus, users, root_bus, netns):
+    sub, path, fd, tun = await setup(bus, root_bus, users, "extdel")
+    netns.ip("route", "del", "192.168.100.0/24", "dev", tun)
+    assert await new_changes(sub, 6, 1) == [[ROUTE_REMOVED, tun, route("192.168.100.0", 24, **EXT)]]
+    netns.ip("addr", "del", "10.8.0.2/24", "dev", tun)
+    assert await new_changes(sub, 7, 1) == [[IPADDR_REMOVED, tun, address("10.8.0.2", 24, **EXT)]]
+    netns.ip("route", "del", "198.51.100.0/24")  # an exclude route, via the uplink
+    assert await new_changes(sub, 8, 1) == [[ROUTE_REMOVED, tun, route("198.51.100.0", 24, **EXT)]]
+
+    await call(root_bus, path, "Destroy")  # the rest only, once, ours
+    assert await new_changes(sub, 9, 3) == [
+        [ROUTE_REMOVED, tun, route("fd00:100::", 48, True, **OURS)],
+        [IPADDR_REMOVED, tun, address("fd00:8::2", 64, True, **OURS)],
+        [DEVICE_REMOVED, tun, OURS],
+    ]
+    os.close(fd)
+    await sub.settle()
+    assert len(sub.changes()) == 12
+    await sub.close()
+    assert "teardown incomplete" not in service.log_text()
+
+
+@pytest.mark.asyncio
+async def test_link_deleted_by_admin(service, bus, users, root_bus, netns):
+    sub, path, fd, tun = await setup(bus, root_bus, users, "extlink")
+    netns.ip("link", "del", tun)
+    assert await new_changes(sub, 6, 5) == [
+        [ROUTE_REMOVED, tun, route("192.168.100.0", 24, **EXT)],
+        [ROUTE_REMOVED, tun, route("fd00:100::", 48, True, **EXT)],
+        [IPADDR_REMOVED, tun, address("10.8.0.2", 24, **EXT)],
+        [IPADDR_REMOVED, tun, address("fd00:8::2", 64, True, **EXT)],
+        [DEVICE_REMOVED, tun, EXT],
+    ]
+    await call(root_bus, path, "Destroy")  # only the exclude route was left, and it is not reported (spec 8)
+    os.close(fd)
+    await sub.settle()
+    assert len(sub.changes()) == 11
+    assert not netns.netcfg_routes()
+    await sub.close()
+
+
+@pytest.mark.asyncio
+async def test_foreign_route_and_address_on_the_device(service, bus, users, root_bus, netns):
+    sub, path, fd, tun = await setup(bus, root_bus, users, "extadd")
+    netns.ip("route", "add", "203.0.113.0/24", "dev", tun)
+    netns.ip("addr", "add", "10.9.0.5/32", "dev", tun)
+    netns.ip("route", "del", "203.0.113.0/24", "dev", tun)
+    assert await new_changes(sub, 6, 3) == [
+        [ROUTE_ADDED, tun, route("203.0.113.0", 24, gateway="", **EXT)],
+        [IPADDR_ADDED, tun, address("10.9.0.5", 32, **EXT)],
+        [ROUTE_REMOVED, tun, route("203.0.113.0", 24, **EXT)],
+    ]
+    await call(root_bus, path, "Destroy")
+    os.close(fd)
+    await sub.settle()
+    assert [c[2]["origin"] for c in sub.changes()[9:]] == ["netcfg"] * 5
+    await sub.close()
+
+
+@pytest.mark.asyncio
+async def test_link_set_down_by_admin(service, bus, users, root_bus, netns):
+    """IPv4 routes vanish without a notification of their own: found by a dump."""
+    sub, path, fd, tun = await setup(bus, root_bus, users, "extdown")
+    netns.ip("link", "set", tun, "down")
+    gone_v4 = [ROUTE_REMOVED, tun, route("192.168.100.0", 24, **EXT)]
+    await sub.wait_changes(7)
+    await sub.settle()
+    assert gone_v4 in sub.changes()[6:]
+    await call(root_bus, path, "Destroy")
+    os.close(fd)
+    await sub.settle()
+    assert all(c[2]["origin"] == "netcfg" for c in sub.changes() if c[0] == DEVICE_REMOVED)
+    await sub.close()
