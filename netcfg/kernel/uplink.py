@@ -131,5 +131,6 @@ async def retarget(ledger, current: list[Route], desired: list[Route]) -> list[t
     for error in errors:
         log.warning("%s: following the uplink: %s", ledger.key, error)
     for old, new in pairs:
-        log.info("%s: %s moved to%s dev #%d", ledger.key, old, f" via {new.gateway}" if new.gateway else "", new.oif)
+        log.info("%s: %s moved with the uplink: now%s dev #%d", ledger.key, old,
+                 f" via {new.gateway}" if new.gateway else "", new.oif)
     return [(old, new) for old, new in pairs if any(e is new for e in ledger.entries)]

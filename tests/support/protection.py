@@ -146,3 +146,45 @@ async def wait_until(check, timeout: float = 5.0, what: str = "condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def _step(path, member: str, signature: str = "", body=(), interface: str = NETCFG_BUS_NAME, **kw) -> dict:
+    return {"destination": NETCFG_BUS_NAME, "path": path, "interface": interface, "member": member,
+            "signature": signature, "body": list(body), **kw}
+
+
+def client_steps(name: str, protect: str = SERVER4) -> list[dict]:
+    """Client runner steps: a device like ``Netcfg.device``, ProtectSocket (with
+    one of the runner's UDP sockets), Establish.  The runner keeps the tun fd."""
+    dev = {"ref": [0, 0]}
+
+    def prop(name: str, sig: str, value) -> dict:
+        return _step(dev, "Set", "ssv", [NETCFG_BUS_NAME, name, {"variant": [sig, value]}],
+                     interface="org.freedesktop.DBus.Properties")
+
+    nets = [[EXCLUDE4[0], EXCLUDE4[1], -1, False, True], [EXCLUDE6[0], EXCLUDE6[1], -1, True, True]]
+    ipv6 = ":" in protect
+    return [
+        _step(NETCFG_MANAGER_PATH, "CreateVirtualInterface", "s", [name]),
+        prop("layer", "u", 3), prop("reroute_ipv4", "b", True), prop("reroute_ipv6", "b", True),
+        _step(dev, "AddIPAddress", "susb", [*TUN4, False]),
+        _step(dev, "AddIPAddress", "susb", [*TUN6, True]),
+        _step(dev, "SetRemoteAddress", "sb", [SERVER4, False]),
+        _step(dev, "AddNetworks", "a(suibb)", [nets]),
+        _step(NETCFG_MANAGER_PATH, "ProtectSocket", "sbo", [protect, ipv6, dev], fd="udp6" if ipv6 else "udp4"),
+        _step(dev, "Establish"),
+    ]
+
+
+def ours(netns: Netns) -> dict:
+    """Everything netcfg may have put into the namespace: tun links, protocol-111
+    routes (any table), fwmark rules."""
+    return {
+        "tuns": [n for n in netns.link_names() if n.startswith(("tun", "tap"))],
+        "routes": [(r["family"], r["table"], r["dst"], r.get("gateway")) for r in netns.netcfg_routes()],
+        "rules": [(r["family"], r["priority"], r.get("fwmark")) for r in fwmark_rules(netns)],
+    }
+
+
+def nothing_left(netns: Netns) -> bool:
+    return not any(ours(netns).values())
