@@ -123,8 +123,8 @@ def source_toward(sock: socket.socket, dst: str) -> str:
 
 def add_vpn_server(netns: Netns) -> None:
     router = netns.router
-    router.ip("addr", "add", f"{SERVER4}/32", "dev", "lo")
-    router.ip("addr", "add", f"{SERVER6}/128", "dev", "lo")
+    router.ip("addr", "replace", f"{SERVER4}/32", "dev", "lo")
+    router.ip("addr", "replace", f"{SERVER6}/128", "dev", "lo")
 
 
 def route_get(netns: Netns, dst: str, *selectors: str) -> dict:
