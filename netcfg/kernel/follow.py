@@ -36,6 +36,7 @@ class UplinkFollower:
         self.tunnels, self.recompute, self.delay = tunnels, recompute, delay
         self._task: asyncio.Task | None = None
         self._dirty = False
+        self._stopped = False
         watch.subscribe(self.notice)
 
     def relevant(self, notice: Notice) -> bool:
@@ -47,7 +48,8 @@ class UplinkFollower:
         return isinstance(notice, Resync)
 
     def notice(self, notice: Notice) -> None:
-        if not self.relevant(notice):
+        # After stop (shutdown), teardown's own link removals must not start a new round.
+        if self._stopped or not self.relevant(notice):
             return
         self._dirty = True
         if self._task is None or self._task.done():
@@ -69,6 +71,7 @@ class UplinkFollower:
             await asyncio.shield(self._task)
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
             try:

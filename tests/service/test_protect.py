@@ -26,7 +26,8 @@ from support.protection import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.netns(uplink=True)]
 
 # (method, so-mark): every redirect method, and the mark with and without a route.
-CONFIGS = [("host-route", None), ("bind-device", None), ("none", None), ("none", MARK), ("host-route", MARK)]
+CONFIGS = [("host-route", None), ("bind-device", None), ("none", None),
+           ("host-route", MARK), ("bind-device", MARK), ("none", MARK)]
 
 
 def protect_step(remote: str, ipv6: bool = False) -> dict:
@@ -157,11 +158,18 @@ async def test_protect_refusals(service, netns, root_bus):
 
 
 @pytest.mark.service(extra_args=["--redirect-method", "bind-device"])
-async def test_bind_device_needs_fd(service, netns, root_bus):
+async def test_bind_device_needs_fd_and_says_when_binding_fails(service, netns, root_bus):
+    nc = Netcfg(root_bus)
     with pytest.raises(CallFailed) as err:
-        await Netcfg(root_bus).protect(SERVER4, False)
+        await nc.protect(SERVER4, False)
     assert err.value.name == NETCFG_ERROR
     assert "bind to dev method requested but protect_socket call received no fd" in err.value.text
+    # A socket of another namespace has no uplink0: the kernel refuses, and so do we.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as foreign:
+        with pytest.raises(CallFailed) as err:
+            await nc.protect(SERVER4, False, "/", foreign)
+    assert err.value.name == NETCFG_ERROR
+    assert f"SO_BINDTODEVICE to {UPLINK_IF}" in err.value.text and "No such device" in err.value.text
 
 
 async def test_host_route_without_fd_and_without_uplink(service, netns, root_bus):
