@@ -187,9 +187,9 @@ class DeviceRegistry:
         """Undo what a crashed run left in the kernel: its journal, then orphans."""
         for key, objects in self.ctx.journal.leftovers().items():
             ledger = Ledger(key, self.ctx.nl, self.ctx.journal)
-            ledger.entries, count = objects, len(objects)  # undo empties the list
+            ledger.entries = list(objects)  # undo() empties the list it walks
             errors = await ledger.undo()
-            log.warning("recovered %s from an earlier run: %d objects removed%s", key, count,
+            log.warning("recovered %s from an earlier run: %d objects removed%s", key, len(objects),
                         f", {len(errors)} errors" if errors else "")
         orphans = await sweep.orphan_routes(self.ctx.nl) + await sweep.orphan_rules(self.ctx.nl)
         if orphans:

@@ -82,7 +82,8 @@ class Session:
             raise InvalidArgument(f"too many IP addresses (at most {MAX_ADDRESSES} per device)")
         self.config.addresses.append(address)
 
-    def check_network_room(self, count: int) -> None:
+    def check_room_for_networks(self, count: int) -> None:
+        """Refuse a batch over the bound before anyone parses it."""
         if len(self.config.networks) + count > MAX_NETWORKS:
             raise InvalidArgument(
                 f"too many networks: {len(self.config.networks)} stored + {count} new "
@@ -90,7 +91,7 @@ class Session:
             )
 
     def add_networks(self, networks: list[Network]) -> None:
-        self.check_network_room(len(networks))
+        self.check_room_for_networks(len(networks))
         self.config.networks.extend(networks)
 
     def gateway(self, ipv6: bool) -> str:

@@ -99,7 +99,9 @@ class DeviceFace:
         self.session.config.remote = str(parse_ip(ip_address, ipv6, "remote address"))
 
     async def AddNetworks(self, call: Call, networks: list):
-        self.session.check_network_room(len(networks))  # refuse a huge call before parsing it
+        # Parsing costs ~30 us per entry: a 1,000,000-entry call would hold
+        # the loop for half a minute before the bound refused it.
+        self.session.check_room_for_networks(len(networks))
         parsed = []
         for i, entry in enumerate(networks):
             if i and not i % PARSE_SLICE:

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from dbus_fast import Message, MessageFlag, MessageType, Variant
 
 from . import INTERFACE
+from ..kernel.ip import printable
 from .access import Caller, Credentials, authorize
 from .errors import (
     INVALID_ARGS, PROPERTY_READ_ONLY, UNKNOWN_INTERFACE, UNKNOWN_METHOD, UNKNOWN_OBJECT,
@@ -37,6 +38,16 @@ log = logging.getLogger(__name__)
 PROPERTIES = "org.freedesktop.DBus.Properties"
 INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
 PEER = "org.freedesktop.DBus.Peer"
+# The standard interfaces' members and their signatures: anything else on
+# them is UnknownMethod or InvalidArgs, as with our own members.
+STANDARD_MEMBERS = {
+    PEER: {"Ping": "", "GetMachineId": ""},
+    INTROSPECTABLE: {"Introspect": ""},
+    PROPERTIES: {"Get": "ss", "GetAll": "s", "Set": "ssv"},
+}
+# Caller strings quoted in replies and logs are escaped and cut (a path or a
+# property name may be megabytes long); ours are at most ~100 characters.
+PATH_LIMIT = 256
 
 
 @dataclass
@@ -92,7 +103,9 @@ class Dispatcher:
     def handle(self, msg: Message):
         """dbus-fast message handler: True = we took it (every method call)."""
         if msg.message_type is not MessageType.METHOD_CALL and msg.unix_fds:
-            close_fds(msg.unix_fds)  # we never take fds from signals or replies
+            # Anyone may send us a unicast signal, fds attached; nothing takes
+            # fds from a signal or a reply, and the library never closes them.
+            close_fds(msg.unix_fds)
         if msg.message_type is MessageType.SIGNAL:
             self._on_signal(msg)
             return None
@@ -144,7 +157,7 @@ class Dispatcher:
     async def _serve(self, msg: Message, fds: list[int]) -> None:
         await self.ready.wait()
         self.on_activity()
-        what = f"{msg.interface or ''}.{msg.member} on {msg.path}"
+        what = f"{msg.interface or ''}.{msg.member} on {printable(msg.path or '', PATH_LIMIT)}"
         try:
             caller = await self.credentials.lookup(msg.sender or "")
             result = await self._route(msg, caller, fds)
@@ -177,6 +190,7 @@ class Dispatcher:
 
     async def _route(self, msg: Message, caller: Caller, fds: list[int]):
         iface, member, path = msg.interface, msg.member, msg.path or "/"
+        _check_standard(iface, member, msg.signature)
         if iface == PEER and member == "Ping" and msg.signature == "":
             return None
         if iface == PEER and member == "GetMachineId" and msg.signature == "":
@@ -185,11 +199,11 @@ class Dispatcher:
         if iface == INTROSPECTABLE and member == "Introspect" and msg.signature == "":
             return "s", [self._introspect(path, face)]
         if face is None:
-            raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{path}'")
+            raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{printable(path, PATH_LIMIT)}'")
         if iface == PROPERTIES:
             return await self._properties(face, msg, caller)
         if iface not in (INTERFACE, None):
-            raise BusError(UNKNOWN_INTERFACE, f"No such interface '{iface}' at path '{path}'")
+            raise BusError(UNKNOWN_INTERFACE, f"No such interface '{iface}' at path '{printable(path, PATH_LIMIT)}'")
         method = face.methods.get(member)
         if method is None:
             raise BusError(UNKNOWN_METHOD, f"No such method '{member}'")
@@ -207,7 +221,7 @@ class Dispatcher:
         children = self.children(path)
         if face is None:
             if not children and path != "/":
-                raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{path}'")
+                raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{printable(path, PATH_LIMIT)}'")
             return introspect(None, (), (), (), children)
         return introspect(INTERFACE, face.methods.values(), face.properties.values(), face.signals, children)
 
@@ -241,16 +255,26 @@ class Dispatcher:
                                           member=member, signature=signature, body=body, destination=destination))
 
 
+def _check_standard(iface: str | None, member: str, signature: str) -> None:
+    members = STANDARD_MEMBERS.get(iface)
+    if members is None:
+        return
+    if member not in members:
+        raise BusError(UNKNOWN_METHOD, f"No such method '{member}' in interface '{iface}'")
+    if signature != members[member]:
+        raise BusError(INVALID_ARGS, f"Type of message, '({signature})', does not match expected type '({members[member]})'")
+
+
 def _check_interface(iface: str) -> None:
     if iface not in (INTERFACE, ""):
-        raise BusError(UNKNOWN_INTERFACE, f"No such interface '{iface}'")
+        raise BusError(UNKNOWN_INTERFACE, f"No such interface '{printable(iface)}'")
 
 
 def _property(face, iface: str, name: str):
     _check_interface(iface)
     prop = face.properties.get(name)
     if prop is None:
-        raise BusError(UNKNOWN_PROPERTY, f"No such property '{name}'")
+        raise BusError(UNKNOWN_PROPERTY, f"No such property '{printable(name)}'")
     return prop
 
 

@@ -19,6 +19,7 @@ from .. import log as levels
 from ..config import Options
 from ..dco.probe import dco_available
 from ..dns.order import DnsManager
+from ..dns.select import select_backend
 from ..kernel.netlink import Netlink
 from ..kernel.watch import KernelWatch
 from ..registry import Context, DeviceRegistry
@@ -31,6 +32,7 @@ from .device import DeviceFace
 from .dispatch import Dispatcher
 from .logsignal import LOG_SERVICE, LogSignalHandler
 from .manager import ManagerFace
+from .resolver_calls import ResolverCalls
 from .signals import SignalPump, Subscriptions
 
 log = logging.getLogger(__name__)
@@ -63,13 +65,19 @@ class Service:
 
     async def run(self) -> int:
         opts = self.options
+        # Before anything that takes time: a SIGTERM during start-up must still
+        # end in an orderly shutdown, not the default action.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stopping.set)
         self.nl = await Netlink().open()
         journal = Journal(opts.state_dir)
         self.bus = bus = await connect(opts.bus_address)
         dispatcher = self.dispatcher = Dispatcher(bus, Credentials(bus), self.touch)
         self.pump = SignalPump(bus)
         subscriptions = Subscriptions(self.pump)
-        self.dns = DnsManager()
+        self.dns = DnsManager(await select_backend(opts, ResolverCalls(bus)))
+        await self.dns.start()  # restores what a killed run left (resolv.conf, resolved links)
         self.watch = KernelWatch()
         await self.watch.start()
         ctx = Context(opts, self.nl, journal, self.dns, subscriptions, self.watch)
@@ -106,9 +114,6 @@ class Service:
         log.info("netcfg serving %s (redirect method %s%s, DNS backend %s)", BUS_NAME, opts.redirect_method,
                  f", so-mark {opts.set_somark}" if opts.set_somark is not None else "", self.dns.backend.name)
 
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stopping.set)
         watchers = [asyncio.ensure_future(self._idle_watch()), asyncio.ensure_future(self._bus_watch())]
         await self.stopping.wait()
         for w in watchers:
@@ -145,7 +150,7 @@ class Service:
         try:
             await self.registry.shutdown()
             await self.pump.stop()
-            await self.dns.backend.stop()
+            await self.dns.stop()  # logs, never raises: the rest of the shutdown must run
         finally:
             if self.bus.connected:
                 try:

@@ -24,6 +24,7 @@ from dbus_fast import Message, MessageType
 
 from ..errors import InvalidArgument, NotFound
 from ..events import Change, ChangeType, EventSink
+from ..kernel.ip import printable
 from ..log import VERB2
 from . import INTERFACE
 
@@ -58,7 +59,7 @@ class Subscriptions(EventSink):
 
     def unsubscribe(self, name: str) -> None:
         if self.by_name.pop(name, None) is None:
-            raise NotFound(f"Subscription not found for '{name}'")
+            raise NotFound(f"Subscription not found for '{printable(name)}'")
         self._recompute()
         self.pump.forget(name)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field
 
 from ..errors import InvalidArgument
@@ -26,6 +27,13 @@ SCOPES = ("global", "tunnel")
 
 
 def canonical_server(text: str) -> str:
+    """An IP literal in its one canonical text form (RFC 5952 for IPv6).
+
+    Any textual IPv6 form is accepted (`::1`, `2001:db8::`, zero-padded,
+    upper case, IPv4-mapped `::ffff:192.0.2.1`); the original aborted on
+    several of them (spec 7.4 [quirk]).  IPv4-mapped addresses keep the
+    dotted tail (RFC 5952 section 5), whatever the Python version prints.
+    """
     if not isinstance(text, str) or len(text) > 64:
         raise InvalidArgument("DNS server: not an IP address (too long)")
     try:
@@ -34,7 +42,23 @@ def canonical_server(text: str) -> str:
         raise InvalidArgument(f"DNS server '{printable(text)}' is not an IP address") from None
     if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
         raise InvalidArgument(f"DNS server '{printable(text)}': scoped addresses are not supported")
+    if ip.is_unspecified or ip.is_multicast:
+        raise InvalidArgument(f"DNS server '{printable(text)}' is not a unicast address")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"::ffff:{ip.ipv4_mapped}"
     return str(ip)
+
+
+def server_family_bytes(canonical: str) -> tuple[int, bytes]:
+    """(AF_INET or AF_INET6, packed address) of a canonical server string.
+
+    IPv4-mapped IPv6 addresses become the IPv4 address they map: a resolver
+    asked to use one talks IPv4 to that server anyway.
+    """
+    ip = ipaddress.ip_address(canonical)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), ip.packed
 
 
 def canonical_domain(text: str) -> str:

@@ -331,6 +331,30 @@ def test_client_hold_sync(bus, users):
         assert held.release() == 0
 
 
+def test_client_second_connection(bus, users):
+    """"connection": N gives one process several connections: same UID and
+    PID, different unique names; an index skipped ahead opens the ones between."""
+    creds = {**DBUS, "member": "GetConnectionCredentials", "signature": "s"}
+    res = run_client(
+        bus.address,
+        [
+            {"unique_name": True},
+            {"unique_name": True, "connection": 2},
+            {"unique_name": True, "connection": 1},
+            {**creds, "body": [{"ref": [0, 0]}]},
+            {**creds, "body": [{"ref": [1, 0]}], "connection": 1},
+            {"unique_name": True, "connection": -1},
+        ],
+        user=users.openvpn.name,
+    )
+    names = [r["body"][0] for r in res[:3]]
+    assert len(set(names)) == 3, names
+    first, second = res[3]["body"][0], res[4]["body"][0]
+    assert first["ProcessID"] == second["ProcessID"]
+    assert first["UnixUserID"] == second["UnixUserID"] == {"variant": ["u", users.openvpn.uid]}
+    assert res[5]["error"] == "client.BadStep"
+
+
 # -- network namespaces ------------------------------------------------
 def test_netns_create_delete():
     ns = Netns.create()
@@ -437,9 +461,9 @@ async def main():
         await asyncio.sleep(3600)
     bus = await MessageBus(bus_address=args.bus_address).connect()
     bus.export("/net/openvpn/v3/netcfg", Manager())
-    await bus.request_name("net.openvpn.v3.netcfg")
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # handler first: the fixture may signal as soon as the name is owned
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await bus.request_name("net.openvpn.v3.netcfg")
     await stop.wait()
     log.write("SIGTERM, exiting\\n")
     bus.disconnect()

@@ -35,6 +35,12 @@ Steps (objects):
   (``[{"sender","path","interface","member","signature","body"}]``), which
   arrive once a step called ``org.freedesktop.DBus.AddMatch``.
 * ``{"unique_name": true}`` -- result body: ``[":1.42"]``.
+* ``"connection": N`` (any call, ``unique_name`` or ``signals`` step) --
+  use the runner's N-th bus connection instead of the first (0, the
+  default).  Connections 1, 2, ... are opened on first use and stay open
+  until the runner exits: one process with several connections (same UID
+  and PID, different unique names).  ``signals`` lists what arrived on that
+  connection only.
 * ``{"hold": true}`` -- must be last: print ``{"ok": true, "held": true}``
   and keep the connection (and all fds) open until stdin reaches EOF or the
   process gets SIGTERM/SIGINT; then exit 0.
@@ -174,16 +180,42 @@ def fd_target(fd: int) -> str:
 
 
 class Runner:
-    def __init__(self, bus: MessageBus) -> None:
-        self.bus = bus
+    def __init__(self, bus: MessageBus, address: str | None = None) -> None:
+        self.bus = bus  # connection 0
+        self.address = address
+        self.buses: list[MessageBus] = []
+        self.signal_lists: list[list[dict]] = []
         self.results: list[dict] = []
         self.keep: list = []  # our fds: sockets and raw ints
-        self.signals: list[dict] = []
-        bus.add_message_handler(self._on_message)
+        self._add_bus(bus)
+        self.signals = self.signal_lists[0]
 
-    def _on_message(self, msg: Message) -> None:
+    def _add_bus(self, bus: MessageBus) -> None:
+        received: list[dict] = []
+        self.buses.append(bus)
+        self.signal_lists.append(received)
+        bus.add_message_handler(lambda msg: self._on_message(msg, received))
+
+    async def connection(self, st: dict) -> tuple[MessageBus, list[dict]]:
+        """The bus connection (and its signal list) a step asks for."""
+        index = st.get("connection", 0)
+        if not isinstance(index, int) or index < 0 or index > 16:
+            raise StepError("client.BadStep", f"bad connection index {index!r}")
+        while len(self.buses) <= index:
+            if self.address is None:
+                raise StepError("client.BadStep", "no address for more connections")
+            try:
+                bus = await asyncio.wait_for(
+                    MessageBus(bus_address=self.address, negotiate_unix_fd=True).connect(), 10
+                )
+            except Exception as e:
+                raise StepError("client.ConnectFailed", f"{type(e).__name__}: {e}") from None
+            self._add_bus(bus)
+        return self.buses[index], self.signal_lists[index]
+
+    def _on_message(self, msg: Message, received: list[dict]) -> None:
         if msg.message_type == MessageType.SIGNAL:
-            self.signals.append(
+            received.append(
                 {
                     "sender": msg.sender,
                     "path": msg.path,
@@ -201,13 +233,15 @@ class Runner:
         if "sleep" in st:
             await asyncio.sleep(float(st["sleep"]))
             return {"ok": True}
+        bus, received = await self.connection(st)
         if st.get("signals"):
-            return {"ok": True, "body": list(self.signals), "_body": list(self.signals)}
+            return {"ok": True, "body": list(received), "_body": list(received)}
         if st.get("unique_name"):
-            return {"ok": True, "body": [self.bus.unique_name], "_body": [self.bus.unique_name]}
-        return await self.call(st)
+            return {"ok": True, "body": [bus.unique_name], "_body": [bus.unique_name]}
+        return await self.call(st, bus)
 
-    async def call(self, st: dict) -> dict:
+    async def call(self, st: dict, bus: MessageBus | None = None) -> dict:
+        bus = self.bus if bus is None else bus
         r = self.results
         kinds = st.get("fd", [])
         if isinstance(kinds, str):
@@ -230,9 +264,9 @@ class Runner:
             raise StepError("client.BadMessage", f"{type(e).__name__}: {e}") from None
         try:
             if st.get("no_reply"):
-                await self.bus.send(msg)
+                await bus.send(msg)
                 return {"ok": True, "body": [], "fds": 0}
-            reply = await asyncio.wait_for(self.bus.call(msg), float(st.get("timeout", 10)))
+            reply = await asyncio.wait_for(bus.call(msg), float(st.get("timeout", 10)))
         except asyncio.TimeoutError:
             raise StepError("client.Timeout", "no reply in time") from None
         except Exception as e:  # body does not match the signature, ...
@@ -306,7 +340,7 @@ async def amain(address: str, steps: list[dict]) -> int:
     except Exception as e:
         emit({"ok": False, "error": "client.ConnectFailed", "text": f"{type(e).__name__}: {e}"})
         return 2
-    runner = Runner(bus)
+    runner = Runner(bus, address)
     try:
         for i, st in enumerate(steps):
             if st.get("hold"):
@@ -324,11 +358,13 @@ async def amain(address: str, steps: list[dict]) -> int:
             runner.results.append(res)
             emit(res)
     finally:
-        bus.disconnect()
-        try:
-            await asyncio.wait_for(bus.wait_for_disconnect(), 5)
-        except Exception:
-            pass
+        for b in runner.buses:
+            b.disconnect()
+        for b in runner.buses:
+            try:
+                await asyncio.wait_for(b.wait_for_disconnect(), 5)
+            except Exception:
+                pass
         runner.close()
     return 0
 

@@ -1,0 +1,36 @@
+"""The journal's encoding: same JSON objects as dataclasses.asdict, and a
+round trip back to equal kernel objects."""
+
+import dataclasses
+import json
+import socket
+
+import pytest
+
+from netcfg.kernel.address import AddressOnLink, TunnelAddress
+from netcfg.kernel.link import TunLink
+from netcfg.kernel.route import Route
+from netcfg.state import Journal, decode, encode
+
+OBJECTS = [
+    TunLink(7, "tun0"),
+    AddressOnLink(7, TunnelAddress("10.8.0.2", 24, "10.8.0.1", False)),
+    Route(socket.AF_INET, "198.18.0.0", 32, 7, "10.8.0.1", None),
+    Route(socket.AF_INET6, "2001:db8::", 48, 7, None, 50, table=1000, proto=111),
+]
+
+
+@pytest.mark.parametrize("obj", OBJECTS, ids=str)
+def test_encode_is_asdict_plus_kind(obj):
+    data = encode(obj)
+    assert list(data)[0] == "kind"
+    assert {k: v for k, v in data.items() if k != "kind"} == dataclasses.asdict(obj)
+    assert decode(json.loads(json.dumps(data))) == obj
+
+
+def test_journal_round_trip(tmp_path):
+    journal = Journal(tmp_path)
+    journal.write("dev.1", OBJECTS)
+    assert journal.leftovers() == {"dev.1": OBJECTS}
+    journal.remove("dev.1")
+    assert journal.leftovers() == {}
