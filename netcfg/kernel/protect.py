@@ -28,7 +28,7 @@ from .ledger import Ledger
 from .mark import MarkRouting
 from .netlink import Netlink, refused
 from .route import Route
-from .uplink import Hop, UplinkView, retarget, route_key
+from .uplink import Hop, UplinkView, retarget
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from support import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
 from support.client import arun_client
 from support.netns import CLIENT_V4, CLIENT_V6, ROUTER_V4, ROUTER_V6, UPLINK_IF
 from support.protection import (
-    EXCLUDE4, EXCLUDE6, MARK, NETCFG_ERROR, OUTSIDE4, OUTSIDE6, SERVER4, SERVER6, TUN4, TUN6, CallFailed,
+    EXCLUDE6, MARK, NETCFG_ERROR, OUTSIDE4, OUTSIDE6, SERVER4, SERVER6, TUN4, CallFailed,
     Netcfg, add_vpn_server, fwmark_rules, route_get, socket_in, source_toward, wait_until,
 )
 
