@@ -29,6 +29,8 @@ class Options:
     state_dir: str = "/var/lib/netcfg"
     redirect_method: str = "host-route"
     set_somark: int | None = None
+    somark_table: int = 111  # routing table of the --set-somark bypass (kernel/mark.py)
+    somark_priority: int = 100  # priority of its fwmark rule: before `main` (32766)
     dns_backend: str = "auto"
     resolv_conf: str | None = None
     config_file: str | None = None
@@ -66,6 +68,22 @@ def _mark(v) -> int:
     return mark
 
 
+def _table(v) -> int:
+    table = int(v, 0) if isinstance(v, str) else int(v)
+    # 0 is "unspecified", 253-255 are default/main/local.
+    if not 0 < table < 2**32 or table in (253, 254, 255):
+        raise ValueError(f"table must be 1-4294967295 but not 253-255 (default, main, local), not {v}")
+    return table
+
+
+def _priority(v) -> int:
+    priority = int(v, 0) if isinstance(v, str) else int(v)
+    # The rule must be consulted before the main table's (32766).
+    if not 0 < priority < 32766:
+        raise ValueError(f"rule priority must be 1-32765 (before the main table's rule), not {v}")
+    return priority
+
+
 def _path(v) -> str:
     if not isinstance(v, str) or not v:
         raise ValueError("must be a non-empty string")
@@ -80,6 +98,8 @@ YAML_KEYS = {
     "state_dir": ("state_dir", _path),
     "redirect_method": ("redirect_method", _choice(REDIRECT_METHODS)),
     "set_somark": ("set_somark", _mark),
+    "somark_table": ("somark_table", _table),
+    "somark_priority": ("somark_priority", _priority),
     "dns_backend": ("dns_backend", _choice(DNS_BACKENDS)),
     "resolv_conf": ("resolv_conf", _path),
     "systemd_resolved": ("dns_backend", lambda v: "systemd-resolved" if _bool(v) else None),
@@ -115,7 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--state-dir", metavar="DIR", help="directory for the crash-recovery journal; default /var/lib/netcfg")
     a("--redirect-method", metavar="METHOD", type=_argtype(_choice(REDIRECT_METHODS)),
       help="how ProtectSocket keeps the VPN transport out of the tunnel: host-route (default), bind-device, none")
-    a("--set-somark", metavar="MARK", type=_argtype(_mark), help="set SO_MARK MARK on protected sockets")
+    a("--set-somark", metavar="MARK", type=_argtype(_mark),
+      help="set SO_MARK MARK on protected sockets, and route marked packets via the uplink "
+      "(rule 'fwmark MARK lookup TABLE' plus the uplink's default routes in TABLE)")
+    a("--somark-table", metavar="TABLE", type=_argtype(_table),
+      help="routing table for --set-somark: copies of the uplink's default routes; default 111")
+    a("--somark-priority", metavar="PRIORITY", type=_argtype(_priority),
+      help="priority of the --set-somark rule, 1-32765 (before main); default 100")
     a("--dns-backend", metavar="BACKEND", type=_argtype(_choice(DNS_BACKENDS)),
       help="auto (default), systemd-resolved, resolv-conf, openresolv, none")
     dns = p.add_mutually_exclusive_group()

@@ -12,14 +12,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import exclude
 from .config import Options
 from .dns.order import DnsManager
 from .errors import InvalidArgument, UnknownDevice
-from .events import EventSink
+from .events import Change, ChangeType, EventSink, route_details
 from .kernel import protect, sweep
+from .kernel.follow import UplinkFollower
+from .kernel.mark import MarkRouting
 from .kernel.ip import printable
 from .kernel.ledger import Ledger
 from .kernel.netlink import Netlink
+from .kernel.uplink import UplinkView
 from .kernel.watch import KernelWatch
 from .session import Owner, Session, State
 from .state import Journal
@@ -64,8 +68,12 @@ class DeviceRegistry:
     def __init__(self, ctx: Context, on_removed: Callable[[Session], None] = lambda s: None) -> None:
         self.ctx = ctx
         self.sessions: dict[str, Session] = {}
-        self.protections: dict[str, tuple[Owner, Ledger]] = {}  # by caller's bus name
+        self.protections: dict[str, protect.Protection] = {}  # by caller's bus name
         self.on_removed = on_removed
+        opts = ctx.options
+        self.mark = None if opts.set_somark is None else MarkRouting(
+            ctx.nl, ctx.journal, opts.set_somark, opts.somark_table, opts.somark_priority)
+        self.follower = UplinkFollower(ctx.watch, ctx.tunnel_ifindexes, self.follow_uplink)
 
     # -- devices --
 
@@ -123,20 +131,55 @@ class DeviceRegistry:
 
     # -- protections --
 
-    async def protect_socket(self, owner: Owner, remote: str, ipv6: bool, fd: int | None) -> bool:
-        opts = self.ctx.options
-        _, ledger = self.protections.setdefault(
-            owner.bus_name, (owner, Ledger(f"protect-{owner.pid}-{owner.bus_name}", self.ctx.nl, self.ctx.journal))
-        )
-        return await protect.protect(
-            self.ctx.nl, ledger, remote, ipv6, self.ctx.tunnel_ifindexes(), opts.redirect_method, fd, opts.set_somark
-        )
+    async def protect_socket(self, owner: Owner, remote: str, ipv6: bool, fd: int | None,
+                             device_path: str | None = None) -> bool:
+        prot = self.protections.get(owner.bus_name)
+        if prot is None:
+            ledger = Ledger(f"protect-{owner.pid}-{owner.bus_name}", self.ctx.nl, self.ctx.journal)
+            prot = self.protections[owner.bus_name] = protect.Protection(owner, ledger)
+        prot.device_path = device_path
+        return await protect.protect(self.ctx.nl, prot, remote, ipv6, self.ctx.tunnel_ifindexes(),
+                                     self.ctx.options.redirect_method, fd, self.mark)
 
     async def release_protections(self, match: Callable[[Owner], bool]) -> None:
-        for name, (owner, ledger) in list(self.protections.items()):
-            if match(owner):
+        for name, prot in list(self.protections.items()):
+            if match(prot.owner):
                 del self.protections[name]
-                await ledger.undo()
+                await prot.release()
+                if self.mark is not None:
+                    await self.mark.release(prot.ledger.key)
+
+    # -- following the uplink (kernel/follow.py) --
+
+    async def follow_uplink(self) -> None:
+        """The uplink changed: protections, exclude routes and the mark table move with it."""
+        prots = [p for p in self.protections.values() if p.remote]
+        sessions = [s for s in self.sessions.values() if s.state is State.ESTABLISHED]
+        if not (prots or sessions or (self.mark and self.mark.holders)):
+            return
+        view = await UplinkView.read(self.ctx.nl, self.ctx.tunnel_ifindexes())
+        for prot in prots:
+            for _, route in await prot.follow(view):
+                self._emit_protected(prot, route)
+        for session in sessions:
+            await exclude.follow(session, view)
+        if self.mark is not None:
+            await self.mark.follow(view)
+
+    def _emit_protected(self, prot: protect.Protection, route) -> None:
+        # A protected host route belongs to a caller, not to a device: the
+        # event goes out from the device named in its ProtectSocket call (or
+        # the caller's only device), else from the manager object.
+        if not self.ctx.events.wants(ChangeType.ROUTE_EXCLUDED):
+            return
+        session = self.sessions.get(prot.device_path or "")
+        if session is None:
+            mine = [s for s in self.sessions.values() if s.owner.bus_name == prot.owner.bus_name]
+            session = mine[0] if len(mine) == 1 else None
+        path = session.path if session else MANAGER_PATH
+        device = session.device_name if session and session.state is State.ESTABLISHED else ""
+        details = route_details(route.dst, route.prefix, prot.ipv6, route.gateway or "")
+        self.ctx.events.emit(path, Change(ChangeType.ROUTE_EXCLUDED, device, details))
 
     # -- service lifetime --
 
@@ -148,11 +191,12 @@ class DeviceRegistry:
             errors = await ledger.undo()
             log.warning("recovered %s from an earlier run: %d objects removed%s", key, len(objects),
                         f", {len(errors)} errors" if errors else "")
-        orphans = await sweep.orphan_routes(self.ctx.nl)
+        orphans = await sweep.orphan_routes(self.ctx.nl) + await sweep.orphan_rules(self.ctx.nl)
         if orphans:
-            log.warning("removed %d routes of ours that no journal listed (state dir lost?)", orphans)
+            log.warning("removed %d routes or rules of ours that no journal listed (state dir lost?)", orphans)
 
     async def shutdown(self) -> None:
+        await self.follower.stop()
         for session in list(self.sessions.values()):
             await self.destroy(session, "service shutdown")
         await self.release_protections(lambda o: True)

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from .errors import InvalidArgument, NoUplink, StateError
+from . import exclude
+from .errors import InvalidArgument, StateError
 from .events import Change, ChangeType, address_details, route_details
 from .kernel import link, tun
 from .kernel.address import AddressOnLink, TunnelAddress
 from .kernel.ledger import Ledger
 from .kernel.link import TunLink
 from .kernel.route import DEF1_V4, DEF1_V6, Network, Route
-from .kernel.uplink import uplink_for
 
 if TYPE_CHECKING:
     from .registry import Context
@@ -110,32 +110,24 @@ class Session:
         if self.config.layer not in (2, 3):
             raise InvalidArgument("layer is not set: set the 'layer' property to 3 (tun) or 2 (tap) before Establish")
 
+    def _redirects(self) -> bool:
+        # `none` adds no def1 routes (spec 5.3): nothing would keep the VPN
+        # transport out of them.  With --set-somark the mark's rule does
+        # (kernel/mark.py), so the redirect happens then (issue 5).
+        opts = self.ctx.options
+        return opts.redirect_method != "none" or opts.set_somark is not None
+
     def _tun_routes(self, oif: int) -> list[Route]:
         routes = []
         wanted = [n for n in self.config.networks if not n.exclude]
-        method = self.ctx.options.redirect_method
-        if self.config.reroute_ipv4 and method != "none":
+        if self.config.reroute_ipv4 and self._redirects():
             wanted += DEF1_V4
-        if self.config.reroute_ipv6 and method != "none":
+        if self.config.reroute_ipv6 and self._redirects():
             wanted += DEF1_V6
         gateways = {False: self.gateway(False) or None, True: self.gateway(True) or None}
         for n in wanted:
             routes.append(Route(n.family, n.address, n.prefix, oif, gateways[n.ipv6], n.metric))
         return routes
-
-    async def _exclude_routes(self) -> list[Route]:
-        excludes = [n for n in self.config.networks if n.exclude]
-        if not excludes:
-            return []
-        avoid = self.ctx.tunnel_ifindexes()
-        hops = {}
-        for ipv6 in {n.ipv6 for n in excludes}:
-            probe = "::" if ipv6 else "0.0.0.0"
-            hop = await uplink_for(self.ctx.nl, probe, avoid)
-            if hop is None:
-                raise NoUplink(f"exclude routes: no {'IPv6' if ipv6 else 'IPv4'} uplink (default route outside the tunnels)")
-            hops[ipv6] = hop
-        return [Route(n.family, n.address, n.prefix, hops[n.ipv6].oif, hops[n.ipv6].gateway, n.metric) for n in excludes]
 
     async def establish(self) -> int:
         """Create and configure the tun; returns its fd (the caller sends and closes it).
@@ -151,13 +143,14 @@ class Session:
                 # The old one goes first: its routes have the same kernel keys.
                 await self._undo(self.ledger, old_link=self.link)
                 self.ledger, self.state = None, State.DISABLED
+            excludes = await exclude.plan(self.ctx, self.config.networks)  # NoUplink: before any change
             self._generation += 1
             ledger = Ledger(f"{self.key}.{self._generation}", self.ctx.nl, self.ctx.journal)
             fd = None
             try:
                 dns_changes = await self._enable_dns("pre", "")
                 fd, ifname = await tun.open_tun(self.config.layer)
-                new_link = await self._configure(ledger, ifname)
+                new_link = await self._configure(ledger, ifname, excludes)
                 dns_changes += await self._enable_dns("post", ifname)
             except BaseException:
                 if fd is not None:
@@ -180,7 +173,7 @@ class Session:
             return await self.ctx.dns.enable(self.dns, ifname)
         return []
 
-    async def _configure(self, ledger: Ledger, ifname: str) -> TunLink:
+    async def _configure(self, ledger: Ledger, ifname: str, excludes: list[Route]) -> TunLink:
         ifindex = await link.lookup(self.ctx.nl, ifname)
         new_link = TunLink(ifindex, ifname)
         ledger.record([new_link])
@@ -188,7 +181,7 @@ class Session:
         await link.configure(self.ctx.nl, new_link, self.config.mtu, self.config.txqueuelen)
         await ledger.apply([AddressOnLink(ifindex, a) for a in self.config.addresses])
         await ledger.apply(self._tun_routes(ifindex))
-        await ledger.apply(await self._exclude_routes())
+        await ledger.apply(excludes)
         return new_link
 
     # -- teardown --

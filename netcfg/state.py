@@ -19,10 +19,11 @@ from pathlib import Path
 from .kernel.address import AddressOnLink, TunnelAddress
 from .kernel.link import TunLink
 from .kernel.route import Route
+from .kernel.rule import Rule
 
 log = logging.getLogger(__name__)
 
-KINDS = {"link": TunLink, "address": AddressOnLink, "route": Route}
+KINDS = {"link": TunLink, "address": AddressOnLink, "route": Route, "rule": Rule}
 _NAMES = {cls: name for name, cls in KINDS.items()}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _ROUTE_FIELDS = tuple(f.name for f in dataclasses.fields(Route))

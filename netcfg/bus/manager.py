@@ -72,13 +72,16 @@ class ManagerFace:
 
     async def ProtectSocket(self, call: Call, remote: str, ipv6: bool, device_path: str):
         parse_ip(remote, ipv6, "remote")
-        if device_path not in ("/", "") and device_path in self.registry.sessions:
-            session = self.registry.get(device_path)
+        ip = parse_ip(remote, ipv6, "remote")
+        device = device_path if device_path in self.registry.sessions else None
+        if device is not None:
+            session = self.registry.get(device)
             if not call.caller.is_root and session.owner.pid != call.caller.pid:
                 raise NotAuthorized(f"ProtectSocket: {device_path} belongs to another process")
-        log.info("Socket protect called for socket %s, remote: '%s', ipv6: %s, device_path=%s",
-                 call.fd if call.fd is not None else -1, remote, "yes" if ipv6 else "no", device_path)
-        ok = await self.registry.protect_socket(call.caller.as_owner(), str(parse_ip(remote, ipv6, "remote")), ipv6, call.fd)
+        log.info("Socket protect called for socket %s, remote: '%s', ipv6: %s, device_path=%s, device-object: %s",
+                 call.fd if call.fd is not None else -1, remote, "yes" if ipv6 else "no", device_path,
+                 "valid" if device else "missing")
+        ok = await self.registry.protect_socket(call.caller.as_owner(), str(ip), ipv6, call.fd, device)
         return [ok]
 
     async def DcoAvailable(self, call: Call):

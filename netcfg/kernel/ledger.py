@@ -12,19 +12,21 @@ that belonged to someone else.
 from __future__ import annotations
 
 import logging
+from errno import EEXIST
 from itertools import groupby
 from typing import Union
 
 from ..errors import KernelRefused
-from . import address, link
+from . import address, link, rule
 from .address import AddressOnLink
 from .link import TunLink
 from .netlink import Netlink
 from .route import Route
+from .rule import Rule
 
 log = logging.getLogger(__name__)
 
-KernelObject = Union[TunLink, AddressOnLink, Route]
+KernelObject = Union[TunLink, AddressOnLink, Route, Rule]
 
 
 class Ledger:
@@ -60,17 +62,59 @@ class Ledger:
             if failed:
                 refused = {id(obj) for obj, _ in failed}
                 self.entries = [e for e in self.entries if id(e) not in refused]
-                self.journal.write(self.key, self.entries)
+                self._save()
                 raise failed[0][1]
 
     def forget(self, objs: list[KernelObject]) -> None:
         """Someone else removed these from the kernel: drop them, no kernel call."""
         gone = {id(o) for o in objs}
         self.entries = [e for e in self.entries if id(e) not in gone]
-        if self.entries:
-            self.journal.write(self.key, self.entries)
-        else:
-            self.journal.remove(self.key)
+        self._save()
+
+    async def replace(self, pairs: list[tuple[KernelObject, KernelObject]]) -> list[Exception]:
+        """Swap recorded objects for new ones in place (the uplink moved).
+
+        Journal old + new (a superset, whatever happens next), delete the
+        old, add the new, journal the result.  Delete first: the new object
+        has the old one's kernel key (a route's dst, table, metric), so an
+        add first would be EEXIST.  If a delete is refused the old object
+        stays recorded and its successor is not added, so nothing can exist
+        that the ledger does not list.  Returns the errors.
+        """
+        if not pairs:
+            return []
+        self.journal.write(self.key, self.entries + [new for _, new in pairs])
+        errors: list[Exception] = []
+        swapped = {}
+        for kind, group in groupby(pairs, lambda p: type(p[0])):
+            group = list(group)
+            try:
+                await _remove(self.nl, kind, [old for old, _ in group])
+            except KernelRefused as e:
+                errors.append(e)
+                continue
+            swapped.update((id(old), new) for old, new in group)
+        self.entries = [swapped.get(id(e), e) for e in self.entries]
+        added = list(swapped.values())
+        for kind, group in groupby(added, type):
+            failed = await _create(self.nl, kind, list(group))
+            refused = {id(obj) for obj, _ in failed}
+            self.entries = [e for e in self.entries if id(e) not in refused]
+            errors += [e for _, e in failed]
+        self._save()
+        return errors
+
+    async def ensure(self, objs: list[KernelObject]) -> list[Exception]:
+        """Add recorded objects again where the kernel dropped them (link flaps).
+
+        "Exists" is success.  An object the kernel refuses stays recorded:
+        a delete of something absent counts as done.
+        """
+        errors: list[Exception] = []
+        for kind, group in groupby(objs, type):
+            failed = await _create(self.nl, kind, list(group))
+            errors += [e for _, e in failed if getattr(e, "errno", None) != EEXIST]
+        return errors
 
     async def undo(self, since: int = 0) -> list[Exception]:
         """Remove entries[since:] in reverse order; gather errors, keep going."""
@@ -83,11 +127,15 @@ class Ledger:
                 log.warning("teardown of %s: %s", self.key, e)
                 errors.append(e)
         del self.entries[since:]
+        self._save()
+        return errors
+
+    def _save(self) -> None:
+        # An empty ledger has no journal file: nothing to recover.
         if self.entries:
             self.journal.write(self.key, self.entries)
         else:
             self.journal.remove(self.key)
-        return errors
 
 
 async def _create(nl: Netlink, kind: type, objs: list) -> list[tuple[object, KernelRefused]]:
@@ -96,6 +144,8 @@ async def _create(nl: Netlink, kind: type, objs: list) -> list[tuple[object, Ker
         return [(f.route, KernelRefused("add", f.route, f.errno, f.extack)) for f in failures]
     if kind is AddressOnLink:
         return await address.add(nl, objs)
+    if kind is Rule:
+        return await rule.add(nl, objs)
     if kind is TunLink:
         return []  # created by kernel/tun.py before it was recorded
     raise TypeError(f"no create for {kind}")
@@ -109,6 +159,8 @@ async def _remove(nl: Netlink, kind: type, objs: list) -> None:
             raise KernelRefused("delete", f.route, f.errno, f.extack)
     elif kind is AddressOnLink:
         await address.remove(nl, objs)
+    elif kind is Rule:
+        await rule.remove(nl, objs)
     elif kind is TunLink:
         await link.remove(nl, objs)
     else:

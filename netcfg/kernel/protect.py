@@ -2,23 +2,69 @@
 
 Methods: `host-route` (a /32 or /128 route to the remote via the uplink
 gateway, found while ignoring netcfg's tunnels), `bind-device`
-(SO_BINDTODEVICE to the uplink), `none`.  `--set-somark` additionally marks
-the socket.  Host routes live in a per-caller ledger, so they are replaced by
-the caller's next call and removed with the caller (the original leaks them).
+(SO_BINDTODEVICE to the uplink device, found the same way; a bound socket's
+route lookups only see routes through that device, so the redirect-gateway
+routes on the tun do not apply to it), `none`.  `--set-somark` additionally
+marks the socket and keeps the mark's rule and table in place
+(kernel/mark.py).
+
+Each caller has one `Protection`: its last request and, for host-route, a
+ledger holding the host route.  The caller's next call replaces it; the
+registry releases it with the caller (the original leaks it, spec 6).  The
+uplink follower (kernel/follow.py) moves the host route when the uplink
+gateway changes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import socket
+from dataclasses import dataclass, field
 
 from ..errors import InvalidArgument, KernelRefused
 from .ledger import Ledger
-from .netlink import Netlink
+from .mark import MarkRouting
+from .netlink import Netlink, refused
 from .route import Route
-from .uplink import uplink_for
+from .uplink import Hop, UplinkView, retarget
 
 log = logging.getLogger(__name__)
+
+HOST_ROUTE_METRICS = range(1, 65)  # one per caller protecting the same remote
+
+
+@dataclass(eq=False)
+class Protection:
+    """One caller's protected socket: what it asked for, what it holds."""
+
+    owner: object  # the caller (session.Owner); kernel/ does not import the core
+    ledger: Ledger  # the host route, if any
+    remote: str | None = None  # set while a host route is wanted
+    ipv6: bool = False
+    device_path: str | None = None  # the device named in the call, for route events
+    metric: int = HOST_ROUTE_METRICS[0]  # of its host route (see _add_host_route)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def follow(self, view: UplinkView) -> list[tuple[Route, Route]]:
+        """The uplink moved: move the host route with it (or add it, now that there is a way)."""
+        async with self.lock:
+            hop = view.toward(self.remote) if self.remote else None
+            if hop is None:
+                return []
+            desired = host_route(self.remote, self.ipv6, hop, self.metric)
+            return await retarget(self.ledger, self.ledger.objects(Route), [desired])
+
+    async def release(self) -> list[Exception]:
+        async with self.lock:
+            self.remote = None
+            return await self.ledger.undo()
+
+
+def host_route(remote: str, ipv6: bool, hop: Hop, metric: int) -> Route:
+    family = socket.AF_INET6 if ipv6 else socket.AF_INET
+    return Route(family, remote, 128 if ipv6 else 32, hop.oif, hop.gateway, metric)
 
 
 def _setsockopt(fd: int, option: int, value, what: str) -> None:
@@ -33,34 +79,74 @@ def _setsockopt(fd: int, option: int, value, what: str) -> None:
 
 
 async def protect(
-    nl: Netlink, ledger: Ledger, remote: str, ipv6: bool, avoid: set[int],
-    method: str, fd: int | None, so_mark: int | None,
+    nl: Netlink, prot: Protection, remote: str, ipv6: bool, avoid: set[int],
+    method: str, fd: int | None, mark: MarkRouting | None,
 ) -> bool:
     """Apply the configured protection; True only when it is in place."""
-    if so_mark is not None:
-        if fd is None:
-            raise InvalidArgument("SO_MARK requested but protect_socket call received no fd")
-        _setsockopt(fd, socket.SO_MARK, so_mark, "Setting SO_MARK")
-    if method == "none":
-        return True
-    hop = await uplink_for(nl, remote, avoid)
+    # Every refusal before any change: a rejected call leaves nothing behind.
+    if mark is not None and fd is None:
+        raise InvalidArgument("SO_MARK requested but protect_socket call received no fd")
+    if method == "bind-device" and fd is None:
+        raise InvalidArgument("bind to dev method requested but protect_socket call received no fd")
+    view = await UplinkView.read(nl, avoid)
+    hop = view.toward(remote)
+    in_place = True
+    if mark is not None:
+        await mark.hold(prot.ledger.key, view)
+        _setsockopt(fd, socket.SO_MARK, mark.mark, "Setting SO_MARK")
+        in_place = mark.covers(ipv6)
     if method == "bind-device":
-        if fd is None:
-            raise InvalidArgument("bind to dev method requested but protect_socket call received no fd")
         if hop is None:
             return _unprotected(remote, ipv6)
         ifname = await _ifname(nl, hop.oif)
         _setsockopt(fd, socket.SO_BINDTODEVICE, ifname.encode(), f"SO_BINDTODEVICE to {ifname}")
+        log.info("protected socket to %s: bound to %s", remote, ifname)
+    elif method == "host-route":
+        if not await _host_route(prot, remote, ipv6, hop):
+            return _unprotected(remote, ipv6)
+    if not in_place:
+        log.warning("fwmark set on the socket to %s, but there is no %s uplink for the mark table yet",
+                    remote, "IPv6" if ipv6 else "IPv4")
+    return in_place
+
+
+async def _host_route(prot: Protection, remote: str, ipv6: bool, hop: Hop | None) -> bool:
+    """Replace the caller's previous host route with one to `remote`."""
+    async with prot.lock:
+        prot.remote, prot.ipv6 = remote, ipv6
+        old = prot.ledger.objects(Route)
+        if hop is None:
+            await prot.ledger.undo()  # the previous remote's route is not wanted any more
+            return False
+        if old and old[0].dst == remote:
+            # Same remote again: swap in place, no moment without a route.
+            route = host_route(remote, ipv6, hop, old[0].metric)
+            errors = await (prot.ledger.ensure(old) if old[0] == route else prot.ledger.replace([(old[0], route)]))
+            if errors:
+                raise errors[0]
+        else:
+            await prot.ledger.undo()
+            route = await _add_host_route(prot, remote, ipv6, hop)
+        log.info("protected %s with %s", remote, route)
         return True
-    # host-route: replace this caller's previous protection
-    await ledger.undo()
-    if hop is None:
-        return _unprotected(remote, ipv6)
-    family = socket.AF_INET6 if ipv6 else socket.AF_INET
-    route = Route(family, remote, 128 if ipv6 else 32, hop.oif, hop.gateway, None)
-    await ledger.apply([route])
-    log.info("protected %s with %s", remote, route)
-    return True
+
+
+async def _add_host_route(prot: Protection, remote: str, ipv6: bool, hop: Hop) -> Route:
+    # Two callers may protect the same server (two sessions to one server):
+    # each gets its own route, told apart by the metric, so each is removed
+    # with its own caller and never takes the other's away.  Explicit
+    # metrics also keep deletes exact (a delete without one matches any).
+    for metric in HOST_ROUTE_METRICS:
+        route = host_route(remote, ipv6, hop, metric)
+        try:
+            await prot.ledger.apply([route])
+        except KernelRefused as e:
+            if e.errno != errno.EEXIST:
+                raise
+            continue
+        prot.metric = metric
+        return route
+    raise KernelRefused("add", route, errno.EEXIST, f"{len(HOST_ROUTE_METRICS)} host routes to {remote} exist already")
 
 
 def _unprotected(remote: str, ipv6: bool) -> bool:
@@ -71,5 +157,6 @@ def _unprotected(remote: str, ipv6: bool) -> bool:
 
 
 async def _ifname(nl: Netlink, ifindex: int) -> str:
-    links = await nl.ipr.link("get", index=ifindex)
+    async with refused("look up", f"link #{ifindex}"):
+        links = await nl.ipr.link("get", index=ifindex)
     return links[0].get("ifname")

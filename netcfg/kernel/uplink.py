@@ -5,16 +5,24 @@ kernel would use while ignoring netcfg's tun devices" (spec 5.5, 6).  The
 kernel cannot answer that question directly, so we take the main table,
 drop routes on our devices and our own routes, and do the longest-prefix
 match ourselves (`best_route` is pure and unit-tested).
+
+`UplinkView` is one such reading of both families, for callers that need
+many answers at once (the uplink follower, kernel/follow.py); `retarget`
+moves routes a ledger holds to where the uplink is now.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from dataclasses import dataclass
 
+from ..errors import KernelRefused
 from .netlink import Netlink, refused
-from .route import RT_TABLE_MAIN, RTPROT_NETCFG
+from .route import RT_TABLE_MAIN, RTPROT_NETCFG, Route
+
+log = logging.getLogger(__name__)
 
 RTN_UNICAST = 1
 
@@ -68,3 +76,61 @@ async def uplink_for(nl: Netlink, dst: str, avoid: set[int]) -> Hop | None:
     """The hop towards `dst` outside the devices in `avoid` (our tunnels)."""
     family = socket.AF_INET6 if ipaddress.ip_address(dst).version == 6 else socket.AF_INET
     return best_route(await candidates(nl, family, avoid), dst)
+
+
+class UplinkView:
+    """The main table without our tunnels and our routes, both families, read once."""
+
+    def __init__(self, hops: list[Hop]) -> None:
+        self.hops = hops
+
+    @classmethod
+    async def read(cls, nl: Netlink, avoid: set[int]) -> "UplinkView":
+        hops = await candidates(nl, socket.AF_INET, avoid) + await candidates(nl, socket.AF_INET6, avoid)
+        return cls(hops)
+
+    def toward(self, dst: str) -> Hop | None:
+        return best_route(self.hops, dst)
+
+    def default(self, ipv6: bool) -> Hop | None:
+        """The hop of the family's default gateway (what exclude routes and the mark table use)."""
+        return best_route(self.hops, "::" if ipv6 else "0.0.0.0")
+
+
+def route_key(route: Route) -> tuple:
+    """What makes two routes the same kernel route, whatever their next hop."""
+    return (route.family, route.dst, route.prefix, route.metric, route.table)
+
+
+async def retarget(ledger, current: list[Route], desired: list[Route]) -> list[tuple[Route, Route]]:
+    """Make the ledger's `current` routes look like `desired` (matched by kernel key).
+
+    A route whose next hop differs is replaced (journaled, kernel/ledger.py),
+    one that is missing is added, one that is unchanged is added again in
+    case the kernel dropped it (a link flap flushes IPv4 routes; EEXIST is
+    fine).  Routes with no desired counterpart are left alone: without an
+    uplink for a family the last known path is kept.  Returns the
+    (old, new) pairs that now hold, for the route events.
+    """
+    have = {route_key(r): r for r in current}
+    pairs, missing, same = [], [], []
+    for want in desired:
+        old = have.get(route_key(want))
+        if old is None:
+            missing.append(want)
+        elif old != want:
+            pairs.append((old, want))
+        else:
+            same.append(old)
+    errors = await ledger.replace(pairs)
+    errors += await ledger.ensure(same)
+    try:
+        await ledger.apply(missing)
+    except KernelRefused as e:
+        errors.append(e)
+    for error in errors:
+        log.warning("%s: following the uplink: %s", ledger.key, error)
+    for old, new in pairs:
+        log.info("%s: %s moved with the uplink: now%s dev #%d", ledger.key, old,
+                 f" via {new.gateway}" if new.gateway else "", new.oif)
+    return [(old, new) for old, new in pairs if any(e is new for e in ledger.entries)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+import packages
+
 RESOLV = "/etc/resolv.conf"
 STATE = "/run/netcfg-test/state"
 SERVER_ADDED, SERVER_REMOVED, SEARCH_ADDED, SEARCH_REMOVED = 128, 256, 512, 1024
@@ -140,7 +142,7 @@ def test_entries_left_by_a_killed_run_are_removed_at_start(openresolv_ns):
         r2.close()
 
 
-def test_missing_resolvconf_is_not_fatal_and_establish_says_why(etc_ns):
+def test_missing_resolvconf_is_not_fatal_and_used_once_installed(etc_ns):
     ns = etc_ns  # no openresolv here
     before = ns.read(RESOLV)
     r = start(ns)
@@ -152,6 +154,14 @@ def test_missing_resolvconf_is_not_fatal_and_establish_says_why(etc_ns):
         assert "resolvconf is not installed" in reply["text"]
         assert r.ok("settings", id="a")["enabled"] is False
         assert ns.read(RESOLV) == before
+        # "Installed" while the service runs: the next Establish uses it.
+        pkg = packages.openresolv()
+        ns.sh(f"mount -t overlay netcfg-test-layer -o lowerdir={pkg.usr_layer}:/usr /usr")
+        ns.run("cp", str(pkg.config), "/etc/resolvconf.conf")
+        ns.sh("echo libc_restart=: >> /etc/resolvconf.conf")
+        r.ok("enable", id="a", device="vpn0")
+        assert registered(ns) == ["vpn0.netcfg"]
+        assert values(ns) == (["10.8.0.1"], [])
     finally:
         r.close()
 

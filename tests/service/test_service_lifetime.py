@@ -58,7 +58,7 @@ def assert_established(netns, fds: list[int]) -> None:
     assert sorted(l["ifname"] for l in tun_links(netns)) == names
     routes = route_set(netns)
     assert (f"{EXCLUDE[0]}/{EXCLUDE[1]}", ROUTER_V4, UPLINK_IF, 0) in routes
-    assert (REMOTE[0], ROUTER_V4, UPLINK_IF, 0) in routes
+    assert (REMOTE[0], ROUTER_V4, UPLINK_IF, 1) in routes  # metric: one per caller (docs/protect.md)
     assert ("10.50.0.0/16", SECOND_ADDR4[2], tun_name(fds[1]), 0) in routes
 
 

@@ -1,0 +1,81 @@
+"""Following the uplink: when the way out changes, what bypasses the tunnels moves too.
+
+Protected host routes, exclude routes and the --set-somark table all go
+"via the uplink gateway".  When that changes while they exist (DHCP hands
+out a new gateway, a second uplink with a better default route appears,
+the uplink goes down and up), kernel/watch.py tells us and the registry
+recomputes them (`DeviceRegistry.follow_uplink`).
+
+Which notices count: routes in the main table that are not ours (protocol
+111: our own replacements must not wake us again) and not on our tunnels;
+links other than our tunnels (taking a link down flushes its IPv4 routes,
+ours included); a Resync after lost notices.  Everything else is ignored.
+
+Debounce: a DHCP renewal or a link flap is a burst of notices.  The first
+one arms a timer (`DELAY`), the rest of the burst joins it, then one
+recompute runs; notices that arrive while it runs cause exactly one more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from .route import RT_TABLE_MAIN, RTPROT_NETCFG
+from .watch import KernelWatch, LinkNotice, Notice, Resync, RouteNotice
+
+log = logging.getLogger(__name__)
+
+DELAY = 0.2  # seconds from the first notice of a burst to the recompute
+
+
+class UplinkFollower:
+    def __init__(self, watch: KernelWatch, tunnels: Callable[[], set[int]],
+                 recompute: Callable[[], Awaitable[None]], delay: float = DELAY) -> None:
+        self.tunnels, self.recompute, self.delay = tunnels, recompute, delay
+        self._task: asyncio.Task | None = None
+        self._dirty = False
+        self._stopped = False
+        watch.subscribe(self.notice)
+
+    def relevant(self, notice: Notice) -> bool:
+        if isinstance(notice, RouteNotice):
+            return (notice.table == RT_TABLE_MAIN and notice.proto != RTPROT_NETCFG
+                    and notice.oif not in self.tunnels())
+        if isinstance(notice, LinkNotice):
+            return notice.ifindex not in self.tunnels()
+        return isinstance(notice, Resync)
+
+    def notice(self, notice: Notice) -> None:
+        # After stop (shutdown), teardown's own link removals must not start a new round.
+        if self._stopped or not self.relevant(notice):
+            return
+        self._dirty = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while self._dirty:
+            await asyncio.sleep(self.delay)
+            self._dirty = False
+            try:
+                await self.recompute()
+            except Exception:
+                # Keep following: the next change gets another chance.
+                log.exception("following the uplink failed")
+
+    async def settle(self) -> None:
+        """Wait until no recompute is pending (for shutdown and tests)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._task = None

@@ -1,0 +1,92 @@
+"""Rules through the ledger, and the ledger's replace/ensure, against the real kernel."""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+
+import pytest
+import pytest_asyncio
+from pyroute2 import AsyncIPRoute
+
+from netcfg.errors import KernelRefused
+from netcfg.kernel.batch import RouteBatcher
+from netcfg.kernel.ledger import Ledger
+from netcfg.kernel.netlink import Netlink
+from netcfg.kernel.route import Route
+from netcfg.kernel.rule import family_rules
+from netcfg.state import Journal
+
+pytestmark = pytest.mark.asyncio
+MARK, TABLE = 0x4F56, 70000
+
+
+@pytest_asyncio.fixture
+async def nl(kernel_netns):
+    nl = Netlink()
+    nl.ipr = AsyncIPRoute(netns=kernel_netns.name)  # pyroute2 opens its socket there
+    nl.routes = RouteBatcher()
+    with kernel_netns.inside():
+        nl.routes.open()
+    try:
+        yield nl
+    finally:
+        await nl.close()
+
+
+def journal_of(tmp_path, key: str):
+    path = tmp_path / f"ledger-{key}.json"
+    return json.loads(path.read_text())["objects"] if path.exists() else None
+
+
+async def rules(netns) -> list[tuple]:
+    out = []
+    for fam in ("-4", "-6"):
+        for r in await netns.ip_json(fam, "rule", "show"):
+            if "fwmark" in r:
+                out.append((fam, r["priority"], r["fwmark"], r["table"], r.get("protocol")))
+    return out
+
+
+async def test_rules_apply_undo_and_refuse_a_twin(kernel_netns, nl, tmp_path):
+    ledger = Ledger("somark", nl, Journal(tmp_path))
+    await ledger.apply(family_rules(100, MARK, TABLE))
+    assert sorted(await rules(kernel_netns)) == [("-4", 100, "0x4f56", "70000", "111"),
+                                                 ("-6", 100, "0x4f56", "70000", "111")]
+    assert [o["kind"] for o in journal_of(tmp_path, "somark")] == ["rule", "rule"]
+
+    twin = Ledger("twin", nl, Journal(tmp_path))
+    with pytest.raises(KernelRefused) as err:
+        await twin.apply(family_rules(100, MARK, TABLE)[:1])
+    assert err.value.errno == errno.EEXIST
+    assert journal_of(tmp_path, "twin") is None  # nothing recorded: nothing to recover
+
+    assert await ledger.undo() == []
+    assert await rules(kernel_netns) == []
+    assert journal_of(tmp_path, "somark") is None
+    ledger.entries = family_rules(100, MARK, TABLE)
+    assert await ledger.undo() == []  # already gone counts as done
+
+
+async def test_replace_and_ensure(kernel_netns, kernel_tun, nl, tmp_path):
+    ledger = Ledger("excl", nl, Journal(tmp_path))
+    old = Route(socket.AF_INET, "198.18.5.0", 24, kernel_tun.index, "10.200.0.1")
+    new = Route(socket.AF_INET, "198.18.5.0", 24, kernel_tun.index, "10.200.0.3")
+    table = Route(socket.AF_INET, "0.0.0.0", 0, kernel_tun.index, "10.200.0.1", table=TABLE)
+    await ledger.apply([old, table])
+
+    assert await ledger.replace([(old, new)]) == []
+    assert ledger.entries == [new, table]  # in place: teardown order unchanged
+    shown = await kernel_netns.ip_json("-4", "route", "show", "proto", "111")
+    assert [(r["dst"], r["gateway"]) for r in shown] == [("198.18.5.0/24", "10.200.0.3")]
+    assert [o["gateway"] for o in journal_of(tmp_path, "excl")] == ["10.200.0.3", "10.200.0.1"]
+
+    # Dropped behind our back (a link flap flushes IPv4 routes): ensure puts it back.
+    await kernel_netns.ip_async("route", "del", "198.18.5.0/24")
+    assert await ledger.ensure([new, table]) == []  # the table route exists: fine
+    shown = await kernel_netns.ip_json("-4", "route", "show", "proto", "111")
+    assert [r["gateway"] for r in shown] == ["10.200.0.3"]
+
+    assert await ledger.undo() == []
+    assert await kernel_netns.ip_json("-4", "route", "show", "table", "all", "proto", "111") == []

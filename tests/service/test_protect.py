@@ -1,0 +1,200 @@
+"""ProtectSocket, redirect-gateway and exclude routes in a real topology (issue 5).
+
+The netns fixture's uplink: the client namespace (netcfg serves there) has
+veth ``uplink0`` to a router namespace holding the default routes' gateways
+and, on its ``lo``, the "VPN server" addresses.  The test's root connection
+is the netcfg client; it keeps the tun fd.  Every check asks the kernel
+(``ip route get``, UDP connect() source addresses), never netcfg's books.
+The fixture's leak check (links, protocol-111 routes, rules) runs after
+each test; the tests also check that cleanup happened at the moment it must.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from support import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
+from support.client import arun_client
+from support.netns import CLIENT_V4, CLIENT_V6, ROUTER_V4, ROUTER_V6, UPLINK_IF
+from support.protection import (
+    EXCLUDE6, MARK, NETCFG_ERROR, OUTSIDE4, OUTSIDE6, SERVER4, SERVER6, TUN4, CallFailed,
+    Netcfg, add_vpn_server, fwmark_rules, route_get, socket_in, source_toward, wait_until,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.netns(uplink=True)]
+
+# (method, so-mark): every redirect method, and the mark with and without a route.
+CONFIGS = [("host-route", None), ("bind-device", None), ("none", None),
+           ("host-route", MARK), ("bind-device", MARK), ("none", MARK)]
+
+
+def protect_step(remote: str, ipv6: bool = False) -> dict:
+    """ProtectSocket from a client runner, with one of its own UDP sockets."""
+    return {"destination": NETCFG_BUS_NAME, "path": NETCFG_MANAGER_PATH, "interface": NETCFG_BUS_NAME,
+            "member": "ProtectSocket", "signature": "sbo", "body": [remote, ipv6, "/"],
+            "fd": "udp6" if ipv6 else "udp4"}
+
+
+def args(method: str, mark: int | None) -> list[str]:
+    return ["--redirect-method", method] + (["--set-somark", str(mark)] if mark else [])
+
+
+def assert_uplink(route: dict, gateway: str) -> None:
+    assert route["dev"] == UPLINK_IF and route.get("gateway") == gateway, route
+
+
+def assert_server_bypasses(netns, method: str, mark: int | None, server: str, gateway: str) -> None:
+    """The lookup the protected socket's packets get leaves by the uplink."""
+    if mark is not None:
+        assert_uplink(route_get(netns, server, "mark", str(mark)), gateway)
+    if method == "bind-device":
+        # A bound socket's lookups only see routes through its device.
+        assert_uplink(route_get(netns, server, "oif", UPLINK_IF), gateway)
+    elif method == "host-route" or mark is None:
+        assert_uplink(route_get(netns, server), gateway)
+
+
+@pytest.mark.parametrize("method,mark", CONFIGS, ids=[f"{m}{'+somark' if k else ''}" for m, k in CONFIGS])
+async def test_redirect_protect_and_exclude(service_factory, netns, root_bus, method, mark):
+    await service_factory(extra_args=args(method, mark))
+    add_vpn_server(netns)
+    nc = Netcfg(root_bus)
+    sock4, sock6, plain = socket_in(netns), socket_in(netns, socket.AF_INET6), socket_in(netns)
+    try:
+        path = await nc.device("prot")
+        assert await nc.protect(SERVER4, False, path, sock4) is True
+        tun = await nc.establish(path)
+        redirects = method != "none" or mark is not None
+
+        assert_server_bypasses(netns, method, mark, SERVER4, ROUTER_V4)
+        for outside in (OUTSIDE4, OUTSIDE6):
+            route = route_get(netns, outside)
+            if redirects:
+                assert route["dev"] == tun, route
+            else:  # `none` without a mark: no redirect at all (spec 5.3, docs/protect.md)
+                assert route["dev"] == UPLINK_IF, route
+        # The protected socket itself: connect() picks the uplink's address.
+        if method == "bind-device" or mark is not None:
+            assert source_toward(sock4, SERVER4) == CLIENT_V4
+            # An unprotected socket: into the tun, unless the host route covers everyone.
+            tunnelled = redirects and method != "host-route"
+            assert source_toward(plain, SERVER4) == (TUN4[0] if tunnelled else CLIENT_V4)
+        # Excluded networks, both families, via their family's uplink gateway.
+        assert_uplink(route_get(netns, "198.18.5.9"), ROUTER_V4)
+        assert_uplink(route_get(netns, "2001:db8:55::9"), ROUTER_V6)
+
+        # The caller's next ProtectSocket replaces its protection (IPv6 now).
+        assert await nc.protect(SERVER6, True, path, sock6) is True
+        assert_server_bypasses(netns, method, mark, SERVER6, ROUTER_V6)
+        if method == "bind-device" or mark is not None:
+            assert source_toward(sock6, SERVER6) == CLIENT_V6
+        hosts = {r["dst"] for r in netns.netcfg_routes() if r["dst"] in (SERVER4, SERVER6)}
+        assert hosts == ({SERVER6} if method == "host-route" else set())
+        if redirects:
+            assert route_get(netns, SERVER4)["dev"] == tun  # no longer protected
+        assert len(fwmark_rules(netns)) == (2 if mark else 0)
+
+        await nc.call(path, "Destroy")
+        # Protections end with the caller's last device: nothing of ours is left.
+        assert netns.netcfg_routes() == [] and fwmark_rules(netns) == []
+        assert route_get(netns, OUTSIDE4)["dev"] == UPLINK_IF
+    finally:
+        nc.close()
+        for s in (sock4, sock6, plain):
+            s.close()
+
+
+@pytest.mark.service(extra_args=["--set-somark", str(MARK)])
+async def test_mark_table_holds_uplink_defaults(service, netns, root_bus, users):
+    """The rule and the table behind --set-somark, and their lifetime: per caller, shared."""
+    nc, other = Netcfg(root_bus), None
+    sock = socket_in(netns)
+    try:
+        assert await nc.protect(SERVER4, False, "/", sock) is True
+        rules = fwmark_rules(netns)
+        assert sorted((r["family"], r["priority"], r["table"]) for r in rules) == [(4, 100, "111"), (6, 100, "111")]
+        assert all(int(r["fwmark"], 16) == MARK for r in rules)
+        table = {(r["family"], r["dst"], r.get("gateway"), r["dev"]) for r in netns.all_routes("111")}
+        assert table == {(4, "default", ROUTER_V4, UPLINK_IF), (6, "default", ROUTER_V6, UPLINK_IF)}
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_MARK) == MARK
+
+        # A second caller (another process) shares the same rule and table ...
+        other = await arun_client(service.bus_address, [protect_step(SERVER4)], user=users.openvpn.name, hold=True)
+        assert other.results[0]["body"] == [True], other.results
+        assert len(fwmark_rules(netns)) == 2
+        # Host routes to one server stay per caller: told apart by their metric.
+        assert sorted(r["metric"] for r in netns.netcfg_routes() if r["dst"] == SERVER4) == [1, 2]
+        # ... which outlive the first caller's Cleanup, and end with the last caller.
+        await nc.call(NETCFG_MANAGER_PATH, "Cleanup")
+        assert len(fwmark_rules(netns)) == 2
+        assert [r["metric"] for r in netns.netcfg_routes() if r["dst"] == SERVER4] == [2]
+        await other.kill()
+        other = None
+        await wait_until(lambda: not fwmark_rules(netns) and not netns.netcfg_routes(), what="mark released")
+        assert netns.all_routes("111") == []
+    finally:
+        if other is not None:
+            await other.kill()
+        sock.close()
+
+
+@pytest.mark.service(extra_args=["--redirect-method", "bind-device", "--set-somark", str(MARK)])
+async def test_protect_refusals(service, netns, root_bus):
+    """Named errors, and nothing changed by a refused call."""
+    nc = Netcfg(root_bus)
+    cases = [
+        (("vpn.example.org", False), "not a valid IPv4 address"),
+        ((SERVER6, False), "is an IPv6 address"),
+        ((SERVER4, True), "is an IPv4 address"),
+        ((SERVER4, False), "SO_MARK requested but protect_socket call received no fd"),
+    ]
+    for (remote, ipv6), text in cases:
+        with pytest.raises(CallFailed) as err:
+            await nc.protect(remote, ipv6)
+        assert err.value.name == NETCFG_ERROR and text in err.value.text
+    assert fwmark_rules(netns) == [] and netns.netcfg_routes() == []
+
+
+@pytest.mark.service(extra_args=["--redirect-method", "bind-device"])
+async def test_bind_device_needs_fd_and_says_when_binding_fails(service, netns, root_bus):
+    nc = Netcfg(root_bus)
+    with pytest.raises(CallFailed) as err:
+        await nc.protect(SERVER4, False)
+    assert err.value.name == NETCFG_ERROR
+    assert "bind to dev method requested but protect_socket call received no fd" in err.value.text
+    # A socket of another namespace has no uplink0: the kernel refuses, and so do we.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as foreign:
+        with pytest.raises(CallFailed) as err:
+            await nc.protect(SERVER4, False, "/", foreign)
+    assert err.value.name == NETCFG_ERROR
+    assert f"SO_BINDTODEVICE to {UPLINK_IF}" in err.value.text and "No such device" in err.value.text
+
+
+async def test_host_route_without_fd_and_without_uplink(service, netns, root_bus):
+    """host-route needs no fd; without a route outside the tunnels the answer is false."""
+    nc = Netcfg(root_bus)
+    assert await nc.protect(SERVER4, False) is True
+    assert [r["dst"] for r in netns.netcfg_routes()] == [SERVER4]
+    netns.ip("-6", "route", "del", "default")
+    assert await nc.protect(SERVER6, True) is False
+    assert netns.netcfg_routes() == []  # the IPv4 route was replaced by nothing
+    await nc.call(NETCFG_MANAGER_PATH, "Cleanup")
+
+
+async def test_exclude_without_uplink_is_refused(service, netns, root_bus):
+    """An IPv6 exclude with no IPv6 uplink: a clear error, and nothing created."""
+    netns.ip("-6", "route", "del", "default")
+    nc = Netcfg(root_bus)
+    try:
+        path = await nc.device("noup")
+        with pytest.raises(CallFailed) as err:
+            await nc.establish(path)
+        assert err.value.name == NETCFG_ERROR
+        assert f"{EXCLUDE6[0]}/{EXCLUDE6[1]}" in err.value.text and "no IPv6 uplink" in err.value.text
+        assert [n for n in netns.link_names() if n.startswith("tun")] == []
+        assert netns.netcfg_routes() == []
+        await nc.call(path, "Destroy")
+    finally:
+        nc.close()
