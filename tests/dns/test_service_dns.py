@@ -146,6 +146,29 @@ async def test_dns_failure_fails_establish_and_rolls_back(service_factory, bus_a
 
 
 @pytest.mark.asyncio
+async def test_failure_after_the_file_was_written_gives_it_back(service_factory, bus_address, scratch, netns):
+    """The file backend runs before the tun exists; a later failure (here: the
+    kernel refusing a route via a gateway that is not on the tun's subnet)
+    must restore the file too."""
+    svc = await start_service(service_factory, scratch)
+    resolv = scratch / "resolv.conf"
+    original = resolv.stat().st_ino
+    steps = establish_steps()
+    steps[2] = call("AddIPAddress", path={"ref": [0, 0]}, signature="susb", body=["10.8.0.2", 24, "10.9.9.9", False])
+    steps.insert(-1, call("AddNetworks", path={"ref": [0, 0]}, signature="a(suibb)",
+                          body=[[["203.0.113.0", 24, -1, False, False]]]))
+    results = await arun_client(bus_address, steps)
+    assert_ok(results[:-1])
+    failed = results[-1]
+    assert not failed["ok"] and failed["error"] == NETCFG_ERROR and "203.0.113.0/24" in failed["text"], failed
+    log = svc.log_text()
+    assert log.index("aside to") < log.index(f"restored {resolv}"), log  # written, then given back  # it was written, then given back
+    assert resolv.read_text() == SYSTEM and resolv.stat().st_ino == original
+    assert not (scratch / "state" / "dns-resolv-conf.json").exists()
+    assert [link for link in netns.link_names() if link != "lo"] == []
+
+
+@pytest.mark.asyncio
 async def test_bad_dns_input_is_refused_at_the_call(service_factory, root_bus, scratch):
     await start_service(service_factory, scratch)
 
