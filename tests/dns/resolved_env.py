@@ -211,9 +211,9 @@ mkdir -p /run/dbus {SCRATCH}/services /run/systemd/resolved.conf.d
         ns.write("/run/systemd/resolved.conf.d/netcfg-test.conf", _RESOLVED_CONF.format(system=SERVERS[SYSTEM][0]))
 
     def _start_bus(self) -> None:
-        log = open(self.logdir / "dbus-daemon.log", "w")
-        proc = self.ns.popen("dbus-daemon", f"--config-file={SCRATCH}/bus.conf", "--nofork", "--nopidfile",
-                             "--print-address", stdout=subprocess.PIPE, stderr=log, text=True)
+        with open(self.logdir / "dbus-daemon.log", "w") as log:
+            proc = self.ns.popen("dbus-daemon", f"--config-file={SCRATCH}/bus.conf", "--nofork", "--nopidfile",
+                                 "--print-address", stdout=subprocess.PIPE, stderr=log, text=True)
         if not _readline(proc.stdout, 10).startswith("unix:"):
             raise NamespaceError(f"dbus-daemon did not start:\n{(self.logdir / 'dbus-daemon.log').read_text()}")
 
@@ -235,9 +235,9 @@ mkdir -p /run/dbus {SCRATCH}/services /run/systemd/resolved.conf.d
         own restarts (/run/systemd/resolve/netif), as after a reboot."""
         if forget_links:
             self.ns.sh("rm -rf /run/systemd/resolve/netif")
-        log = open(self.logdir / "resolved.log", "a")
-        self.resolved = self.ns.popen(str(self.pkg.binary), env={**self.pkg.env(), "SYSTEMD_LOG_LEVEL": "debug"},
-                                      stdout=log, stderr=subprocess.STDOUT)
+        with open(self.logdir / "resolved.log", "a") as log:
+            self.resolved = self.ns.popen(str(self.pkg.binary), env={**self.pkg.env(), "SYSTEMD_LOG_LEVEL": "debug"},
+                                          stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.resolved.poll() is not None:
@@ -265,6 +265,7 @@ mkdir -p /run/dbus {SCRATCH}/services /run/systemd/resolved.conf.d
             except ProcessLookupError:
                 pass
             proc.wait(5)
+            proc.stdout.close()
         self.servers.clear()
         if self.ns is not None:
             self.ns.stop()
@@ -341,9 +342,9 @@ class NetcfgService:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "NetcfgService":
-        out = open(self.log_path.with_suffix(".out"), "w")
-        self.proc = self.env.ns.popen(*self.argv, env={"PYTHONPATH": str(REPO)}, stdout=out,
-                                      stderr=subprocess.STDOUT, cwd=str(REPO))
+        with open(self.log_path.with_suffix(".out"), "w") as out:
+            self.proc = self.env.ns.popen(*self.argv, env={"PYTHONPATH": str(REPO)}, stdout=out,
+                                          stderr=subprocess.STDOUT, cwd=str(REPO))
         deadline = time.monotonic() + 10
         while not self.env.has_owner("net.openvpn.v3.netcfg"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -391,3 +392,5 @@ class VpnClient:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(5)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            stream.close()
