@@ -95,7 +95,8 @@ class ResolvConfBackend:
         try:
             await asyncio.to_thread(func, *args)
         except OSError as e:
-            raise BackendUnavailable(f"DNS (resolv.conf backend): {self.path}: {e.strerror or e}") from e
+            # e.filename: the state directory or the backup can be the culprit, not the file itself
+            raise BackendUnavailable(f"DNS (resolv.conf backend): {e.filename or self.path}: {e.strerror or e}") from e
 
     def _write_or_restore(self, active: list[ResolverSettings]) -> None:
         if not active:
@@ -120,7 +121,10 @@ class ResolvConfBackend:
     def _write(self, text: str) -> None:
         record = self.aside.record
         tmp = self.path.with_name(f".{self.path.name}.netcfg-tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as e:  # name the file the admin knows, not our temporary
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
         try:
             os.fchmod(fd, record.mode)
             try:

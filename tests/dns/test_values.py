@@ -307,3 +307,23 @@ async def test_no_backend_stores_but_reports_nothing():
     assert await m.enable(a, "tun0") == []  # spec 7.1: no events without a resolver
     assert m.aggregate("servers") == ["10.8.0.1"]
     assert await m.remove(a) == [] and m.aggregate("servers") == []
+
+
+@pytest.mark.asyncio
+async def test_unusable_state_dir_fails_before_the_file_is_touched(tmp_path):
+    """Without a place for the record the original is not moved (and the error says where)."""
+    from netcfg.dns.resolv_conf import ResolvConfBackend
+    from netcfg.errors import BackendUnavailable
+
+    path = tmp_path / "resolv.conf"
+    path.write_text(ORIGINAL)
+    (tmp_path / "blocker").write_text("a file where the state directory should be\n")
+    m = DnsManager(ResolvConfBackend(str(path), str(tmp_path / "blocker" / "state")))
+    await m.start()
+    a = m.new_settings()
+    a.add_servers(["10.8.0.1"])
+    with pytest.raises(BackendUnavailable, match="blocker"):
+        await m.enable(a, "")
+    assert path.read_text() == ORIGINAL and not a.enabled
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "resolv.conf"]
+    await m.stop()
