@@ -42,7 +42,7 @@ class DnsManager:
 
     async def start(self) -> None:
         """Start the backend; a failure here is logged, never fatal (upstream #88, #124)."""
-        log.info("DNS backend: %s", self.backend.describe())
+        log.debug("DNS backend: %s", self.backend.describe())  # the choice itself: dns/select.py, once
         try:
             await self.backend.start(self.active)
         except Exception as e:
