@@ -49,6 +49,11 @@ failed, removed otherwise.
 
 from __future__ import annotations
 
+# hypothesis is imported here, early, on purpose: its pytest plugin imports
+# it lazily in the terminal summary, and CPython 3.11.7's ast.parse (pytest's
+# assertion rewriting) can then fail with "AST constructor recursion depth
+# mismatch" (fixed in CPython 3.11.8) when only service tests ran.
+
 import os
 import shutil
 import signal
@@ -56,6 +61,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import hypothesis  # noqa: F401
 import pytest
 import pytest_asyncio
 

@@ -86,10 +86,14 @@ async def gdbus_monitor(address: str, user) -> asyncio.subprocess.Process:
     """GLib's `gdbus monitor` of everything netcfg emits, as a user who did not subscribe."""
     proc = await asyncio.create_subprocess_exec(
         "setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups",
-        "gdbus", "monitor", "--address", address, "--dest", "net.openvpn.v3.netcfg",
+        # stdbuf: gdbus's stdout is a pipe, block-buffered; SIGTERM would lose it.
+        "stdbuf", "-oL", "gdbus", "monitor", "--address", address, "--dest", "net.openvpn.v3.netcfg",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     first = await asyncio.wait_for(proc.stdout.readline(), 10)
     assert b"Monitoring" in first, first
+    # The match rule follows the name look-up: wait until gdbus has the owner.
+    owner = await asyncio.wait_for(proc.stdout.readline(), 10)
+    assert b"is owned by" in owner, owner
     return proc
 
 
