@@ -148,10 +148,10 @@ class Session:
             ledger = Ledger(f"{self.key}.{self._generation}", self.ctx.nl, self.ctx.journal)
             fd = None
             try:
-                dns_changes = await self._enable_dns("pre", "")
+                dns_before = await self._enable_dns("pre", "")
                 fd, ifname = await tun.open_tun(self.config.layer)
                 new_link = await self._configure(ledger, ifname, excludes)
-                dns_changes += await self._enable_dns("post", ifname)
+                dns_after = await self._enable_dns("post", ifname)
             except BaseException:
                 if fd is not None:
                     os.close(fd)
@@ -162,8 +162,11 @@ class Session:
             self.ledger, self.link = ledger, new_link
             self.state, self.device_name = State.ESTABLISHED, ifname
             self.ctx.forget_tunnel(self)
-            self._emit_all(dns_changes)
+            # Spec 8: a file backend's DNS events come first (device ""),
+            # systemd-resolved's after the device, address and route events.
+            self._emit_all(dns_before)
             self._emit_established(ifname)
+            self._emit_all(dns_after)
             log.info("device %s established as %s: %d addresses, %d networks", self.path, ifname,
                      len(self.config.addresses), len(self.config.networks))
             return fd

@@ -24,15 +24,19 @@ for _ in $(seq 50); do [ -S "$run/bus.sock" ] && break; sleep 0.1; done
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 echo "== netcfg serving in network namespace $ns on unix:path=$run/bus.sock"
+# DNS goes to a scratch resolv.conf, never the machine's own.
+printf 'nameserver 192.0.2.53\nsearch example.net\noptions edns0\n' > "$run/resolv.conf"
 ip netns exec "$ns" "$PY" -m netcfg --bus-address "unix:path=$run/bus.sock" --log-level 4 \
-    --log-file "$run/netcfg.log" --idle-exit 0 --state-dir "$run/state" &
+    --log-file "$run/netcfg.log" --idle-exit 0 --state-dir "$run/state" --resolv-conf "$run/resolv.conf" &
 svc=$!
 for _ in $(seq 100); do
     dbus-send --bus="unix:path=$run/bus.sock" --print-reply --dest=org.freedesktop.DBus / \
         org.freedesktop.DBus.NameHasOwner string:net.openvpn.v3.netcfg 2>/dev/null | grep -q "boolean true" && break
     sleep 0.1
 done
-"$PY" scripts/demo_client.py --address "unix:path=$run/bus.sock" --netns "$ns"
+"$PY" scripts/demo_client.py --address "unix:path=$run/bus.sock" --netns "$ns" --show-file "$run/resolv.conf"
+echo "== $run/resolv.conf after Destroy (the original is back):"
+cat "$run/resolv.conf"
 kill -TERM "$svc"; wait "$svc"; svc=
 echo
 echo "== netcfg log"

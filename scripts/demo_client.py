@@ -47,6 +47,7 @@ async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--address", required=True, help="D-Bus address of the bus netcfg serves on")
     p.add_argument("--netns", help="network namespace netcfg runs in (for the kernel view)")
+    p.add_argument("--show-file", help="a file to print while the device is up (the resolv.conf netcfg manages)")
     args = p.parse_args()
 
     bus = await MessageBus(bus_address=args.address, negotiate_unix_fd=True).connect()
@@ -72,6 +73,10 @@ async def main() -> None:
     ifname = (await call(bus, dev, "Get", "ss", [IFACE, "device_name"], PROPS)).body[0].value
     print(f"Establish: got tun fd {fd} for {ifname}\n")
     kernel_view(args.netns, ifname)
+    if args.show_file:
+        print(f"$ cat {args.show_file}")
+        with open(args.show_file) as f:
+            print(f.read().rstrip())
     await asyncio.sleep(0.2)
     await call(bus, dev, "Destroy")
     os.close(fd)

@@ -122,8 +122,7 @@ class Service:
         await self.stopping.wait()
         for w in watchers:
             w.cancel()
-        await self.shutdown()
-        return 0
+        return await self.shutdown()
 
     def _export_device(self, session: Session, log_level: int) -> None:
         self.dispatcher.export(DeviceFace(session, self.registry, log_level))
@@ -149,12 +148,14 @@ class Service:
             log.critical("the bus connection was closed")
         self.stopping.set()
 
-    async def shutdown(self) -> None:
+    async def shutdown(self) -> int:
+        """Tear everything down; the exit code: 0, or 4 when DNS could not be given back (spec 4.3)."""
         log.info("shutting down: tearing down %d devices", len(self.registry.sessions))
+        dns_restored = False
         try:
             await self.registry.shutdown()
             await self.pump.stop()
-            await self.dns.stop()  # logs, never raises: the rest of the shutdown must run
+            dns_restored = await self.dns.stop()  # logs, never raises: the rest must run
         finally:
             if self.bus.connected:
                 try:
@@ -165,6 +166,7 @@ class Service:
             await self.foreign.stop()
             await self.watch.stop()
             await self.nl.close()
+        return 0 if dns_restored else 4
 
 
 def main(options: Options) -> int:

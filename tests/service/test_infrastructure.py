@@ -440,7 +440,7 @@ from dbus_fast.service import ServiceInterface, method
 
 p = argparse.ArgumentParser()
 for a in ("--bus-address", "--log-level", "--log-file", "--idle-exit",
-          "--state-dir", "--config"):
+          "--state-dir", "--config", "--dns-backend"):
     p.add_argument(a)
 p.add_argument("--fake-mode", default="ok")
 args = p.parse_args()

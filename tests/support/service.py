@@ -82,6 +82,10 @@ class ServiceProcess:
             "--log-file", str(self.log_path),
             "--idle-exit", "0",
             "--state-dir", str(self.state_dir),
+            # Never the default `auto`: on a test machine it would fall back to
+            # the host's own /etc/resolv.conf.  Tests that want DNS pass a
+            # backend (a later option wins).
+            "--dns-backend", "none",
             *self.extra_args,
         ]
         if self.private_tun:

@@ -63,7 +63,7 @@ def test_servers_either_ip_or_refused(text):
     except InvalidArgument as e:
         assert "DNS server" in str(e)
     else:
-        assert str(ipaddress.ip_address(canonical)) == canonical
+        assert ipaddress.ip_address(canonical) == ipaddress.ip_address(text.strip())
 
 
 def test_server_forms():
