@@ -263,7 +263,7 @@ def profiler(directory: str | None, pid: int, name: str):
     os.makedirs(directory, exist_ok=True)
     out = os.path.join(directory, f"service-{name}.txt")
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    return subprocess.Popen([spy, "record", "--nonblocking", "-r", "250", "-p", str(pid), "-f", "raw",
+    return subprocess.Popen([spy, "record", "--nonblocking", "-r", os.environ.get("FANOUT_SPY_RATE", "250"), "-p", str(pid), "-f", os.environ.get("FANOUT_SPY_FORMAT", "raw"),
                              "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
