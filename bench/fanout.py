@@ -148,7 +148,7 @@ class CpuSampler:
         while not self._stop.is_set():
             now = time.monotonic()
             self.samples.append((now, {**{k: sum(cpu_seconds(p) for p in v) for k, v in self.pids.items()},
-                                       **machine_seconds()}))
+                                       **machine_seconds(), "daemon_sleeps": sleeps(self.pids["daemon"][0])}))
             self._stop.wait(self.period)
 
     def stop(self) -> None:
@@ -236,7 +236,10 @@ async def one_case(address: str, routes: int, subscribers: int, index: int, pids
         "fanout_call_p99_ms": round(percentile(in_fanout, 0.99) * 1000, 2),
         "fanout_call_max_ms": round(max(in_fanout) * 1000, 2), "fanout_calls": len(in_fanout),
         **{f"cpu_{k}_s": round(v, 2) for k, v in cpu.items()},
-        **{f"fanout_cpu_{k}_s": round(v, 2) for k, v in cpu_fanout.items()},
+        **{f"fanout_cpu_{k}_s": round(v, 2) for k, v in cpu_fanout.items() if k != "daemon_sleeps"},
+        "fanout_daemon_sleeps": round(cpu_fanout["daemon_sleeps"]),
+        # other people's processes on the machine meanwhile (it is shared)
+        "fanout_cpu_foreign_s": round(cpu_fanout["machine"] - sum(cpu_fanout[k] for k in groups), 2),
         "daemon_sleeps": daemon_sleeps, "load1": round(load, 2),
     }
 
