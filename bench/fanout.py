@@ -173,7 +173,8 @@ class CpuSampler:
         return {k: b[k] - a[k] for k in a}
 
 
-async def one_case(address: str, routes: int, subscribers: int, index: int, pids: dict, kind: str) -> dict:
+async def one_case(address: str, routes: int, subscribers: int, index: int, pids: dict, kind: str,
+                   timeline: bool = False) -> dict:
     expect = routes + 2
     bus = await MessageBus(bus_address=address, negotiate_unix_fd=True).connect()
     dev = (await call(bus, MANAGER, "CreateVirtualInterface", "s", [f"fanout{index}"])).body[0]
@@ -208,6 +209,8 @@ async def one_case(address: str, routes: int, subscribers: int, index: int, pids
         await asyncio.sleep(0.05)
         sampler.stop()
         cpu_fanout = sampler.between(t_first, t_end)
+        if timeline:
+            print_timeline(sampler, t0, t_reply, t_first, t_end)
         await asyncio.sleep(0.3)  # duplicates, if any, arrive meanwhile
         await call(bus, dev, "Destroy")
         for fd in reply.unix_fds:
@@ -216,6 +219,11 @@ async def one_case(address: str, routes: int, subscribers: int, index: int, pids
         bus.disconnect()
     finals = [await s.finish() for s in subs]
     samples = (await prober.finish()).get("samples", [])
+    if timeline:
+        slow = [(round((start - t0) * 1000), round(lat * 1000, 1)) for start, lat in samples
+                if t0 <= start <= t_end and lat > 0.015]
+        print(f"calls over 15 ms (start ms after the Establish call, latency ms): {slow}; "
+              f"reply at {(t_reply - t0) * 1000:.0f}, first event at {(t_first - t0) * 1000:.0f}", file=sys.stderr)
     during = [lat for start, lat in samples if t0 <= start <= t_end] or [0.0]
     # calls started during the burst, or before it and answered during it
     in_fanout = [lat for start, lat in samples if start <= t_end and start + lat >= t_first] or [0.0]
@@ -244,6 +252,21 @@ async def one_case(address: str, routes: int, subscribers: int, index: int, pids
     }
 
 
+def print_timeline(sampler: "CpuSampler", t0: float, t_reply: float, t_first: float, t_end: float,
+                   step: float = 0.05) -> None:
+    """CPU of each group per `step` seconds from the Establish call to the last event (--timeline)."""
+    keys = ["service", "daemon", "subscribers", "others", "machine"]
+    print(f"{'ms':>6} " + " ".join(f"{k[:8]:>8}" for k in keys) + "  (% of one core; machine: both cores, all processes)",
+          file=sys.stderr)
+    t = t0
+    while t < t_end:
+        cpu = sampler.between(t, t + step)
+        marks = "".join(m for m, at in (("R", t_reply), ("F", t_first), ("E", t_end)) if t <= at < t + step)
+        print(f"{(t - t0) * 1000:6.0f} " + " ".join(f"{cpu[k] / step * 100:8.0f}" for k in keys) + f"  {marks}",
+              file=sys.stderr)
+        t += step
+
+
 async def wait_done(sub: Peer) -> dict:
     """The subscriber's "done" line, or {} after STALL seconds of nothing."""
     try:
@@ -266,7 +289,7 @@ def profiler(directory: str | None, pid: int, name: str):
     os.makedirs(directory, exist_ok=True)
     out = os.path.join(directory, f"service-{name}.txt")
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    return subprocess.Popen([spy, "record", "--nonblocking", "-r", os.environ.get("FANOUT_SPY_RATE", "250"), "-p", str(pid), "-f", os.environ.get("FANOUT_SPY_FORMAT", "raw"),
+    return subprocess.Popen([spy, "record", "--nonblocking", *(["--idle"] if os.environ.get("FANOUT_SPY_IDLE") else []), "-r", os.environ.get("FANOUT_SPY_RATE", "250"), "-p", str(pid), "-f", os.environ.get("FANOUT_SPY_FORMAT", "raw"),
                              "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -290,7 +313,8 @@ async def run(args) -> int:
                     index += 1
                     spy = profiler(args.profile, svc.pid, f"r{routes}-s{subscribers}-{index}")
                     result = await one_case(bus.address, routes, subscribers, index,
-                                            {"service": svc.pid, "daemon": bus.proc.pid}, args.subscriber)
+                                            {"service": svc.pid, "daemon": bus.proc.pid}, args.subscriber,
+                                            args.timeline)
                     if spy:
                         spy.send_signal(2)  # SIGINT: py-spy writes its file
                         spy.wait()
@@ -315,6 +339,8 @@ def main() -> int:
     p.add_argument("--log-level", type=int, default=4, help="the service's --log-level (default 4)")
     p.add_argument("--subscriber", choices=("handler", "proxy"), default="handler",
                    help="how the subscriber processes listen (bench/fanout_peers.py --kind)")
+    p.add_argument("--timeline", action="store_true",
+                   help="print each process group's CPU (percent of one core) per 50 ms, on stderr")
     p.add_argument("--json", action="store_true", help="one JSON object per case")
     p.add_argument("--profile", metavar="DIR", help="py-spy the service during each case (collapsed stacks in DIR)")
     args = p.parse_args()
