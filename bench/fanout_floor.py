@@ -72,6 +72,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores, every process)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
+
+
 def switches(pid: int) -> int:
     """Voluntary context switches so far (~ times the process went to sleep waiting)."""
     with open(f"/proc/{pid}/status") as f:
@@ -200,6 +207,7 @@ async def one(address: str, daemon_pid: int, a, mode: str, kind: str) -> dict:
     pids = {"emitter": [emitter.pid], "daemon": [daemon_pid], "subscribers": [p.pid for p, _ in subs]}
     cpu0 = {k: sum(map(cpu_seconds, v)) for k, v in pids.items()}
     sw0 = {k: sum(map(switches, v)) for k, v in pids.items()}
+    machine0 = machine_seconds()
     perf = None
     if a.perf:
         import subprocess
@@ -214,6 +222,7 @@ async def one(address: str, daemon_pid: int, a, mode: str, kind: str) -> dict:
     done = [json.loads(await asyncio.wait_for(p.stdout.readline(), 60)) for p, _ in subs]
     cpu = {k: sum(map(cpu_seconds, v)) - cpu0[k] for k, v in pids.items()}
     sw = {k: sum(map(switches, v)) - sw0[k] for k, v in pids.items()}
+    foreign = machine_seconds() - machine0 - sum(cpu.values())
     if perf:
         perf.send_signal(2)
         perf.wait()
@@ -230,6 +239,7 @@ async def one(address: str, daemon_pid: int, a, mode: str, kind: str) -> dict:
             **{f"cpu_{k}_s": round(v, 2) for k, v in cpu.items()},
             "daemon_us_per_delivery": round(cpu["daemon"] / deliveries * 1e6, 2),
             "subscriber_us_per_delivery": round(cpu["subscribers"] / deliveries * 1e6, 2),
+            "cpu_foreign_s": round(foreign, 2),  # other people's processes (the machine is shared)
             "daemon_sleeps": sw["daemon"], "deliveries_per_subscriber_wakeup": round(deliveries / max(sw["subscribers"], 1), 1)}
 
 
