@@ -233,6 +233,7 @@ async def one_case(address: str, routes: int, subscribers: int, index: int, pids
         "routes": routes, "subscribers": subscribers, "kind": kind, "total_s": round(total, 3),
         "establish_reply_s": round(t_reply - t0, 3), "deliveries": delivered,
         "deliveries_per_s": round(delivered / total) if total > 0 else 0,
+        "after_reply_s": round(t_end - t_reply, 3),  # the client has its tun: how long until every event is in
         "fanout_s": round(t_end - t_first, 3),
         "fanout_deliveries_per_s": round(delivered / (t_end - t_first)) if t_end > t_first else 0,
         "lost": expect * subscribers - delivered,
