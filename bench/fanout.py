@@ -2,25 +2,34 @@
 """NetworkChange fan-out: the events of one Establish, to N subscriber processes.
 
     .venv/bin/python bench/fanout.py [--routes 1000,10000] [--subscribers 1,10]
-                                     [--repeat 1] [--json]
+                                     [--repeat 1] [--subscriber handler|proxy]
+                                     [--timeline] [--profile DIR] [--json]
 
 As root.  Starts a private system-type dbus-daemon, a network namespace and
-netcfg in it (tests/support), then per case: N subscriber processes
-(bench/fanout_peers.py, mask 2047), one prober process calling Get(version)
-every 5 ms, a device with R routes; Establish is called and timed until
-every subscriber has its R + 2 events (DEVICE_ADDED, IPADDR_ADDED, R x
-ROUTE_ADDED).  Reported per case (see bench/FANOUT.md):
+netcfg in it (tests/support), then per case: a device, N subscriber
+processes (bench/fanout_peers.py, mask 21: DEVICE_ADDED|IPADDR_ADDED|
+ROUTE_ADDED), one prober process calling Get(version) every 5 ms, R routes;
+Establish is called and timed until every subscriber has its R + 2 events
+(DEVICE_ADDED, IPADDR_ADDED, R x ROUTE_ADDED).  One line per case (fields:
+bench/FANOUT.md):
 
-  fanout routes=R subscribers=N total_s=.. establish_reply_s=.. deliveries=..
-         deliveries_per_s=.. fanout_s=.. fanout_deliveries_per_s=.. lost=..
-         duplicates=.. call_p50_ms=.. call_p99_ms=.. call_max_ms=.. calls=..
-         cpu_service_s=.. cpu_daemon_s=.. cpu_subscribers_s=..
+  fanout routes=R subscribers=N kind=handler total_s=.. establish_reply_s=..
+         deliveries=.. deliveries_per_s=.. after_reply_s=.. fanout_s=..
+         fanout_deliveries_per_s=.. lost=.. duplicates=.. call_p50_ms=..
+         call_p99_ms=.. call_max_ms=.. calls=.. fanout_call_p50_ms=..
+         fanout_call_p99_ms=.. fanout_call_max_ms=.. fanout_calls=..
+         cpu_{service,daemon,subscribers,others,machine,steal}_s=..
+         fanout_cpu_{...}_s=.. fanout_daemon_sleeps=.. fanout_cpu_foreign_s=..
+         daemon_sleeps=.. load1=..
 
 total_s runs from the Establish call to the last event at the slowest
 subscriber (it includes installing the routes: establish_reply_s);
 fanout_s from the first event at any subscriber to that last one; lost
 counts events that never arrived (60 s without progress); cpu_*_s is the
-CPU time the service, the dbus-daemon and all subscribers used meanwhile.
+CPU time used meanwhile, fanout_cpu_*_s the same during fanout_s alone.
+Environment: FANOUT_KEEP=1 keeps the temporary directory (service log);
+FANOUT_SPY_RATE, FANOUT_SPY_FORMAT (raw|speedscope), FANOUT_SPY_IDLE=1
+tune --profile.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 """The floor under bench/fanout.py: a bare emitter, no netcfg, no routes.
 
     .venv/bin/python bench/fanout_floor.py [--signals 10000] [--subscribers 10]
-        [--mode broadcast,unicast-message,unicast-raw] [--subscriber proxy,handler]
-        [--sndbuf 0] [--repeat 3]
+        [--mode broadcast,unicast-message,unicast-raw,pump]
+        [--subscriber proxy,handler,handler-nomatch] [--sndbuf 0] [--repeat 3]
+        [--pump CHUNK_BYTES=..,WINDOW_MESSAGES=..] [--perf DIR] [--callgrind DIR]
 
 As root (system-type private bus with our policy, tests/support).  Re-does
 the measurement of shared/notes/dependencies.md 1.4 and its unicast
@@ -16,7 +17,8 @@ variants, so that the two can be compared on the same machine and moment:
   bus.send (destination set, what netcfg must do: spec 8, issue 4).
 * unicast-raw: the same bytes as unicast-message, but built the way
   netcfg/bus/pump.py builds them (body marshalled once, header template,
-  serial/length patched) and written in 64 KiB chunks.
+  serial/length patched) and written in 64 KiB chunks, event after event.
+* pump: netcfg's own SignalPump (regrouped by destination, paced chunks).
 
 Subscribers: "proxy" (a dbus-fast proxy interface, on_network_change, as
 in the notes: a match rule on sender, path, interface, member), "handler"
@@ -26,8 +28,11 @@ signals need no match rule; broadcast ones then reach no one).
 
 Reported per run: emit loop seconds, first-emit -> last delivery at the
 slowest subscriber, deliveries/s, and the CPU seconds of the emitter, the
-dbus-daemon and all subscribers over that interval.  With --sndbuf N the
-emitter sets SO_SNDBUFFORCE N (0: leave the default).
+dbus-daemon and all subscribers over that interval, and the other
+processes' CPU on the (shared) machine meanwhile.  With --sndbuf N the
+emitter sets SO_SNDBUFFORCE N (0: leave the default).  --perf records the
+daemon with perf; --callgrind runs it under valgrind and reports the
+instructions it executes per delivery (independent of the machine's load).
 """
 
 from __future__ import annotations
