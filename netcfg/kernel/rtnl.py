@@ -108,6 +108,11 @@ def _address(added: bool, data: bytes, start: int, end: int) -> "watch.AddressNo
     return watch.AddressNotice(added, index, _ip(family, raw) or "", prefix, family == socket.AF_INET6)
 
 
+def route_protocol(data: bytes, start: int) -> int:
+    """rtm_protocol of a route message, without decoding the rest."""
+    return data[start + 5]
+
+
 def _route(added: bool, data: bytes, start: int, end: int) -> "watch.RouteNotice":
     family, dst_len, _src, _tos, table, proto, _scope, _type, _flags = _RTMSG.unpack_from(data, start)
     attrs = attributes(data, start + _RTMSG.size, end)

@@ -23,6 +23,8 @@ from pyroute2.netlink.rtnl import (
     RTMGRP_IPV6_RULE, RTMGRP_LINK,
 )
 
+from .route import RTPROT_NETCFG
+
 log = logging.getLogger(__name__)
 
 SO_RCVBUFFORCE = 33
@@ -190,6 +192,10 @@ class KernelWatch:
                 self._tell(Resync())
                 continue
             for kind, buf, begin, end in rtnl.messages(data):
+                if kind == rtnl.RTM_NEWROUTE and rtnl.route_protocol(buf, begin) == RTPROT_NETCFG:
+                    # Our own adds (an Establish sends thousands): no listener
+                    # wants them, so they are not even decoded.
+                    continue
                 notice = rtnl.parse(kind, buf, begin, end)
                 if notice is not None:
                     self._tell(notice)
