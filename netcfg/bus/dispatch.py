@@ -28,7 +28,7 @@ from . import INTERFACE
 from ..kernel.ip import printable
 from .access import Caller, Credentials, authorize
 from .errors import (
-    INVALID_ARGS, PROPERTY_READ_ONLY, UNKNOWN_INTERFACE, UNKNOWN_METHOD, UNKNOWN_OBJECT,
+    FAILED, INVALID_ARGS, PROPERTY_READ_ONLY, UNKNOWN_INTERFACE, UNKNOWN_METHOD, UNKNOWN_OBJECT,
     UNKNOWN_PROPERTY, BusError, to_wire,
 )
 from .members import Method, Policy, introspect
@@ -83,6 +83,7 @@ class Dispatcher:
         self._queues: dict[str, deque] = {}
         self._workers: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
         self.ready = asyncio.Event()  # set once recovery is done: calls wait until then
+        self.closing = False  # set at shutdown: calls are refused from then on
         self.machine_id = _machine_id()
 
     # -- object tree --
@@ -154,8 +155,16 @@ class Dispatcher:
 
     # -- serving one call --
 
+    def busy(self) -> bool:
+        """A call is queued or being served (a sender's queue lives until it is drained)."""
+        return bool(self._queues)
+
     async def _serve(self, msg: Message, fds: list[int]) -> None:
         await self.ready.wait()
+        if self.closing:
+            close_fds(fds)
+            self._reply(Message.new_error(msg, FAILED, "netcfg is shutting down"), msg)
+            return
         self.on_activity()
         what = f"{msg.interface or ''}.{msg.member} on {printable(msg.path or '', PATH_LIMIT)}"
         try:

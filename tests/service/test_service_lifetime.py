@@ -149,3 +149,17 @@ async def test_no_idle_exit_with_a_device(service_factory, root_bus, netns):
     await nc.destroy(path)
     assert await svc.wait(60) == 0
     assert_clean(netns)
+
+
+@pytest.mark.netns(uplink=True)
+async def test_no_idle_exit_while_a_socket_is_protected(service_factory, root_bus, netns):
+    """The real client protects its transport socket before it creates a device
+    (spec 1.7), and a login may take minutes: its host route must stay."""
+    svc = await service_factory(extra_args=IDLE)
+    nc = Netcfg(root_bus)
+    await protect(nc, "/")
+    assert await svc.wait(5) is None, "exited although a protection is in place"
+    svc.stopped_by_test = True
+    await nc.call(NETCFG_MANAGER_PATH, "Cleanup", "", [])
+    assert await svc.wait(60) == 0
+    assert_clean(netns)
