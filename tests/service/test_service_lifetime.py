@@ -19,7 +19,7 @@ from dbus_fast import Message
 
 from support import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
 from support.lifecycle import (
-    NETWORKS, REMOTE, Netcfg, global_addresses, log_problems, route_set, tun_links, tun_name,
+    NETWORKS, REMOTE, Netcfg, global_addresses, log_problems, route_set, tun_links, tun_name, wait_until,
 )
 from support.netns import ROUTER_V4, UPLINK_IF
 
@@ -108,7 +108,7 @@ async def test_restart_after_sigkill_undoes_the_journal(service_factory, netns, 
                 os.close(fd)
             fds = []
             # the kernel removes the tuns and their routes, not the rest
-            assert tun_links(netns) == []
+            await wait_until(lambda: tun_links(netns) == [], what="the kernel removing the closed tuns")
         else:
             assert_established(netns, fds)
         assert any(r[2] == UPLINK_IF for r in route_set(netns))
