@@ -21,7 +21,7 @@ from .errors import NoUplink
 from .events import Change, ChangeType, route_details
 from .kernel.ip import family_name
 from .kernel.route import Network, Route
-from .kernel.uplink import UplinkView, retarget, route_key
+from .kernel.uplink import UplinkView, retarget, slot_key
 
 if TYPE_CHECKING:
     from .registry import Context
@@ -61,8 +61,8 @@ async def follow(session: "Session", view: UplinkView) -> None:
         if session.state is not State.ESTABLISHED or session.ledger is None:
             return
         desired = exclude_routes(session.config.networks, view, strict=False)
-        keys = {route_key(r) for r in desired}
-        current = [r for r in session.ledger.objects(Route) if route_key(r) in keys]
+        keys = {slot_key(r) for r in desired}
+        current = [r for r in session.ledger.objects(Route) if slot_key(r) in keys]
         moved = await retarget(session.ledger, current, desired)
         if not moved or not session.ctx.events.wants(ChangeType.ROUTE_EXCLUDED):
             return

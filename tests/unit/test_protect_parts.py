@@ -16,7 +16,7 @@ from netcfg.errors import NoUplink
 from netcfg.kernel.follow import UplinkFollower
 from netcfg.kernel.route import Network, Route
 from netcfg.kernel.rule import Rule, family_rules
-from netcfg.kernel.uplink import Hop, UplinkView, route_key
+from netcfg.kernel.uplink import Hop, UplinkView, slot_key
 from netcfg.kernel.watch import AddressNotice, LinkNotice, Resync, RouteNotice
 from netcfg.state import decode, encode
 
@@ -71,10 +71,10 @@ def test_uplink_view_and_excludes():
     assert len(exclude_routes(nets, v4_only, strict=False)) == 1
 
 
-def test_route_key_ignores_the_next_hop():
+def test_slot_key_ignores_the_next_hop():
     a = Route(socket.AF_INET, "198.51.100.1", 32, 2, "192.0.2.1", 1)
-    assert route_key(a) == route_key(Route(socket.AF_INET, "198.51.100.1", 32, 3, "192.0.3.1", 1))
-    assert route_key(a) != route_key(Route(socket.AF_INET, "198.51.100.1", 32, 2, "192.0.2.1", 2))
+    assert slot_key(a) == slot_key(Route(socket.AF_INET, "198.51.100.1", 32, 3, "192.0.3.1", 1))
+    assert slot_key(a) != slot_key(Route(socket.AF_INET, "198.51.100.1", 32, 2, "192.0.2.1", 2))
 
 
 class FakeWatch:
