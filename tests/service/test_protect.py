@@ -278,3 +278,35 @@ async def test_tun_route_colliding_with_an_existing_route_still_fails(service, n
     finally:
         nc.close()
 
+
+async def test_protect_with_10000_routes_established(service, netns, root_bus):
+    """ProtectSocket and the uplink follower read the main table while a device holds 10,000 routes in it
+    (kernel/uplink.py's raw dump; the timing is in the review notes, not asserted here)."""
+    add_vpn_server(netns)
+    nc = Netcfg(root_bus)
+    sock = socket_in(netns)
+    try:
+        path = await nc.device("many")
+        nets = [[f"10.{100 + i // 256}.{i % 256}.0", 24, -1, False, False] for i in range(10_000)]
+        await nc.call(path, "AddNetworks", "a(suibb)", [nets])
+        tun = await nc.establish(path)
+        assert len([r for r in netns.routes(4, "main") if r["dev"] == tun]) >= 10_000
+        for _ in range(3):  # the same remote again: swapped in place
+            assert await nc.protect(SERVER4, False, path, sock) is True
+        assert [r["dst"] for r in netns.netcfg_routes() if r["dev"] == UPLINK_IF and r["dst"] == SERVER4] == [SERVER4]
+        assert_uplink(route_get(netns, SERVER4), ROUTER_V4)
+        assert route_get(netns, "10.120.3.9")["dev"] == tun
+        assert route_get(netns, OUTSIDE4)["dev"] == tun
+
+        # The follower, too: a new gateway is followed by the host route and the exclude routes.
+        new_v4 = "192.0.2.254"
+        netns.router.ip("addr", "add", f"{new_v4}/24", "dev", ROUTER_IF)
+        netns.ip("-4", "route", "replace", "default", "via", new_v4, "dev", UPLINK_IF)
+        await wait_until(lambda: route_get(netns, SERVER4).get("gateway") == new_v4
+                         and route_get(netns, "198.18.5.9").get("gateway") == new_v4,
+                         what="the host route and the IPv4 exclude via the new gateway")
+        await nc.call(path, "Destroy")
+        assert netns.netcfg_routes() == []
+    finally:
+        nc.close()
+        sock.close()
