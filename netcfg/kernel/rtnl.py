@@ -190,6 +190,19 @@ def route_type(data: bytes, start: int) -> int:
     return data[start + 7]
 
 
+def route_oif(data: bytes, start: int, end: int) -> int | None:
+    """RTA_OIF of a route message (None for a multipath route), found without decoding the rest."""
+    offset = start + _RTMSG.size
+    while offset + 4 <= end:
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < 4:
+            break
+        if kind == RTA_OIF:
+            return _U32.unpack_from(data, offset + 4)[0]
+        offset += _align(length)
+    return None
+
+
 def _route(added: bool, data: bytes, start: int, end: int) -> "watch.RouteNotice":
     family, dst_len, _src, _tos, table, proto, _scope, _type, _flags = _RTMSG.unpack_from(data, start)
     attrs = attributes(data, start + _RTMSG.size, end)

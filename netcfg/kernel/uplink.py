@@ -63,7 +63,8 @@ def best_route(candidates: list[Hop], dst: str) -> Hop | None:
 def _hop(kind: int, data: bytes, start: int, end: int, family: int, avoid: set[int]) -> Hop | None:
     """A dumped route as a candidate, or None: not unicast, ours, on a tunnel, another table or family."""
     if (kind != rtnl.RTM_NEWROUTE or rtnl.route_family(data, start) != family
-            or rtnl.route_protocol(data, start) == RTPROT_NETCFG or rtnl.route_type(data, start) != RTN_UNICAST):
+            or rtnl.route_protocol(data, start) == RTPROT_NETCFG or rtnl.route_type(data, start) != RTN_UNICAST
+            or rtnl.route_oif(data, start, end) in avoid):
         return None
     route = rtnl.parse(kind, data, start, end)  # a RouteNotice; first hop of a multipath route
     if route.table != RT_TABLE_MAIN or not route.oif or route.oif in avoid:
