@@ -34,8 +34,6 @@ from .route import RT_TABLE_MAIN, RTPROT_NETCFG, Route
 
 log = logging.getLogger(__name__)
 
-RTN_UNICAST = rtnl.RTN_UNICAST
-
 
 @dataclass(frozen=True, slots=True)
 class Hop:
@@ -63,10 +61,11 @@ def best_route(candidates: list[Hop], dst: str) -> Hop | None:
 def _hop(kind: int, data: bytes, start: int, end: int, family: int, avoid: set[int]) -> Hop | None:
     """A dumped route as a candidate, or None: not unicast, ours, on a tunnel, another table or family."""
     if (kind != rtnl.RTM_NEWROUTE or rtnl.route_family(data, start) != family
-            or rtnl.route_protocol(data, start) == RTPROT_NETCFG or rtnl.route_type(data, start) != RTN_UNICAST
+            or rtnl.route_protocol(data, start) == RTPROT_NETCFG or rtnl.route_type(data, start) != rtnl.RTN_UNICAST
             or rtnl.route_oif(data, start, end) in avoid):
         return None
     route = rtnl.parse(kind, data, start, end)  # a RouteNotice; first hop of a multipath route
+    # `avoid` again: a multipath route has no RTA_OIF, only its hops have one.
     if route.table != RT_TABLE_MAIN or not route.oif or route.oif in avoid:
         return None
     return Hop(ipaddress.ip_network(f"{route.dst}/{route.prefix}", strict=False), route.gateway, route.oif,
