@@ -14,6 +14,9 @@ ours included); a Resync after lost notices.  Everything else is ignored.
 Debounce: a DHCP renewal or a link flap is a burst of notices.  The first
 one arms a timer (`DELAY`), the rest of the burst joins it, then one
 recompute runs; notices that arrive while it runs cause exactly one more.
+A recompute reads the main table once (kernel/uplink.py: one filtered raw
+dump per family, some 10-20 ms even with 10,000 routes of ours in it) and
+computes every host route, exclude route and the mark table from that.
 """
 
 from __future__ import annotations
