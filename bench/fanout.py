@@ -30,6 +30,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -108,29 +109,108 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def one_case(address: str, routes: int, subscribers: int, index: int, pids: dict) -> dict:
+def machine_seconds() -> dict[str, float]:
+    """CPU seconds the whole machine spent busy (all cores, every process) and stolen by the hypervisor."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    # user nice system idle iowait irq softirq steal
+    return {"machine": (v[0] + v[1] + v[2] + v[5] + v[6]) / hz, "steal": v[7] / hz}
+
+
+def sleeps(pid: int) -> int:
+    """Voluntary context switches so far: how often the process waited for work."""
+    with open(f"/proc/{pid}/status") as f:
+        for text in f:
+            if text.startswith("voluntary_ctxt_switches"):
+                return int(text.split()[1])
+    return 0
+
+
+class CpuSampler:
+    """CPU seconds of groups of processes, sampled every `period` s in a thread.
+
+    `between(t1, t2)` gives each group's CPU over [t1, t2] (monotonic
+    times, as the subscribers report them), interpolated between samples.
+    CLK_TCK is 100 Hz: a window shorter than ~0.2 s is imprecise.
+    """
+
+    def __init__(self, pids: dict[str, list[int]], period: float = 0.01) -> None:
+        import threading
+
+        self.pids, self.period = pids, period
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            self.samples.append((now, {**{k: sum(cpu_seconds(p) for p in v) for k, v in self.pids.items()},
+                                       **machine_seconds(), "daemon_sleeps": sleeps(self.pids["daemon"][0])}))
+            self._stop.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def at(self, t: float) -> dict[str, float]:
+        import bisect
+
+        times = [s[0] for s in self.samples]
+        i = bisect.bisect_left(times, t)
+        if i <= 0:
+            return self.samples[0][1]
+        if i >= len(times):
+            return self.samples[-1][1]
+        (ta, a), (tb, b) = self.samples[i - 1], self.samples[i]
+        f = (t - ta) / (tb - ta) if tb > ta else 0.0
+        return {k: a[k] + f * (b[k] - a[k]) for k in a}
+
+    def between(self, t1: float, t2: float) -> dict[str, float]:
+        a, b = self.at(t1), self.at(t2)
+        return {k: b[k] - a[k] for k in a}
+
+
+async def one_case(address: str, routes: int, subscribers: int, index: int, pids: dict, kind: str,
+                   timeline: bool = False) -> dict:
     expect = routes + 2
-    subs = await asyncio.gather(*(Peer.start("subscriber", "--address", address, "--expect", str(expect))
+    bus = await MessageBus(bus_address=address, negotiate_unix_fd=True).connect()
+    dev = (await call(bus, MANAGER, "CreateVirtualInterface", "s", [f"fanout{index}"])).body[0]
+    subs = await asyncio.gather(*(Peer.start("subscriber", "--address", address, "--expect", str(expect),
+                                             "--kind", kind, "--path", dev)
                                   for _ in range(subscribers)))
     prober = await Peer.start("prober", "--address", address)
-    bus = await MessageBus(bus_address=address, negotiate_unix_fd=True).connect()
     try:
-        dev = (await call(bus, MANAGER, "CreateVirtualInterface", "s", [f"fanout{index}"])).body[0]
         await call(bus, dev, "Set", "ssv", [IFACE, "layer", Variant("u", 3)], PROPS)
         await call(bus, dev, "AddIPAddress", "susb", ["10.8.0.2", 16, "10.8.0.1", False])
         nets = networks(routes)
         for i in range(0, routes, 5000):
             await call(bus, dev, "AddNetworks", "a(suibb)", [nets[i:i + 5000]])
         await asyncio.sleep(0.5)  # prober samples before the burst
-        pids = {**pids, "subscribers": [s.proc.pid for s in subs]}
-        cpu0 = {k: sum(cpu_seconds(p) for p in (v if isinstance(v, list) else [v])) for k, v in pids.items()}
+        pids = {**pids, "subscribers": [s.proc.pid for s in subs],
+                "others": [os.getpid(), prober.proc.pid]}
+        groups = {k: (v if isinstance(v, list) else [v]) for k, v in pids.items()}
+        sampler = CpuSampler(groups)
+        cpu0 = {**{k: sum(cpu_seconds(p) for p in v) for k, v in groups.items()}, **machine_seconds()}
+        daemon_sleeps0 = sleeps(pids["daemon"])
+        load = os.getloadavg()[0]
+        await asyncio.sleep(0.05)
         t0 = time.monotonic()
         reply = await call(bus, dev, "Establish")
         t_reply = time.monotonic()
         done = await asyncio.gather(*(wait_done(s) for s in subs))
         t_end = max((d.get("last") or t0) for d in done)
         t_first = min((d.get("first") or t_end) for d in done)
-        cpu = {k: sum(cpu_seconds(p) for p in (v if isinstance(v, list) else [v])) - cpu0[k] for k, v in pids.items()}
+        cpu = {**{k: sum(cpu_seconds(p) for p in v) for k, v in groups.items()}, **machine_seconds()}
+        cpu = {k: v - cpu0[k] for k, v in cpu.items()}
+        daemon_sleeps = sleeps(pids["daemon"]) - daemon_sleeps0
+        await asyncio.sleep(0.05)
+        sampler.stop()
+        cpu_fanout = sampler.between(t_first, t_end)
+        if timeline:
+            print_timeline(sampler, t0, t_reply, t_first, t_end)
         await asyncio.sleep(0.3)  # duplicates, if any, arrive meanwhile
         await call(bus, dev, "Destroy")
         for fd in reply.unix_fds:
@@ -139,13 +219,21 @@ async def one_case(address: str, routes: int, subscribers: int, index: int, pids
         bus.disconnect()
     finals = [await s.finish() for s in subs]
     samples = (await prober.finish()).get("samples", [])
+    if timeline:
+        slow = [(round((start - t0) * 1000), round(lat * 1000, 1)) for start, lat in samples
+                if t0 <= start <= t_end and lat > 0.015]
+        print(f"calls over 15 ms (start ms after the Establish call, latency ms): {slow}; "
+              f"reply at {(t_reply - t0) * 1000:.0f}, first event at {(t_first - t0) * 1000:.0f}", file=sys.stderr)
     during = [lat for start, lat in samples if t0 <= start <= t_end] or [0.0]
+    # calls started during the burst, or before it and answered during it
+    in_fanout = [lat for start, lat in samples if start <= t_end and start + lat >= t_first] or [0.0]
     delivered = sum(min(f.get("final", 0), expect) for f in finals)
     total = t_end - t0
     return {
-        "routes": routes, "subscribers": subscribers, "total_s": round(total, 3),
+        "routes": routes, "subscribers": subscribers, "kind": kind, "total_s": round(total, 3),
         "establish_reply_s": round(t_reply - t0, 3), "deliveries": delivered,
         "deliveries_per_s": round(delivered / total) if total > 0 else 0,
+        "after_reply_s": round(t_end - t_reply, 3),  # the client has its tun: how long until every event is in
         "fanout_s": round(t_end - t_first, 3),
         "fanout_deliveries_per_s": round(delivered / (t_end - t_first)) if t_end > t_first else 0,
         "lost": expect * subscribers - delivered,
@@ -153,8 +241,31 @@ async def one_case(address: str, routes: int, subscribers: int, index: int, pids
         "call_p50_ms": round(statistics.median(during) * 1000, 2),
         "call_p99_ms": round(percentile(during, 0.99) * 1000, 2),
         "call_max_ms": round(max(during) * 1000, 2), "calls": len(during),
+        "fanout_call_p50_ms": round(statistics.median(in_fanout) * 1000, 2),
+        "fanout_call_p99_ms": round(percentile(in_fanout, 0.99) * 1000, 2),
+        "fanout_call_max_ms": round(max(in_fanout) * 1000, 2), "fanout_calls": len(in_fanout),
         **{f"cpu_{k}_s": round(v, 2) for k, v in cpu.items()},
+        **{f"fanout_cpu_{k}_s": round(v, 2) for k, v in cpu_fanout.items() if k != "daemon_sleeps"},
+        "fanout_daemon_sleeps": round(cpu_fanout["daemon_sleeps"]),
+        # other people's processes on the machine meanwhile (it is shared)
+        "fanout_cpu_foreign_s": round(cpu_fanout["machine"] - sum(cpu_fanout[k] for k in groups), 2),
+        "daemon_sleeps": daemon_sleeps, "load1": round(load, 2),
     }
+
+
+def print_timeline(sampler: "CpuSampler", t0: float, t_reply: float, t_first: float, t_end: float,
+                   step: float = 0.05) -> None:
+    """CPU of each group per `step` seconds from the Establish call to the last event (--timeline)."""
+    keys = ["service", "daemon", "subscribers", "others", "machine"]
+    print(f"{'ms':>6} " + " ".join(f"{k[:8]:>8}" for k in keys) + "  (% of one core; machine: both cores, all processes)",
+          file=sys.stderr)
+    t = t0
+    while t < t_end:
+        cpu = sampler.between(t, t + step)
+        marks = "".join(m for m, at in (("R", t_reply), ("F", t_first), ("E", t_end)) if t <= at < t + step)
+        print(f"{(t - t0) * 1000:6.0f} " + " ".join(f"{cpu[k] / step * 100:8.0f}" for k in keys) + f"  {marks}",
+              file=sys.stderr)
+        t += step
 
 
 async def wait_done(sub: Peer) -> dict:
@@ -178,7 +289,8 @@ def profiler(directory: str | None, pid: int, name: str):
 
     os.makedirs(directory, exist_ok=True)
     out = os.path.join(directory, f"service-{name}.txt")
-    return subprocess.Popen(["py-spy", "record", "--nonblocking", "-r", "250", "-p", str(pid), "-f", "raw",
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen([spy, "record", "--nonblocking", *(["--idle"] if os.environ.get("FANOUT_SPY_IDLE") else []), "-r", os.environ.get("FANOUT_SPY_RATE", "250"), "-p", str(pid), "-f", os.environ.get("FANOUT_SPY_FORMAT", "raw"),
                              "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -202,7 +314,8 @@ async def run(args) -> int:
                     index += 1
                     spy = profiler(args.profile, svc.pid, f"r{routes}-s{subscribers}-{index}")
                     result = await one_case(bus.address, routes, subscribers, index,
-                                            {"service": svc.pid, "daemon": bus.proc.pid})
+                                            {"service": svc.pid, "daemon": bus.proc.pid}, args.subscriber,
+                                            args.timeline)
                     if spy:
                         spy.send_signal(2)  # SIGINT: py-spy writes its file
                         spy.wait()
@@ -214,6 +327,7 @@ async def run(args) -> int:
             await svc.stop()
         ns.delete()
         bus.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
     return 1 if any(r["lost"] for r in results) else 0
 
 
@@ -224,6 +338,10 @@ def main() -> int:
     p.add_argument("--subscribers", type=ints, default=[1, 10])
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--log-level", type=int, default=4, help="the service's --log-level (default 4)")
+    p.add_argument("--subscriber", choices=("handler", "proxy"), default="handler",
+                   help="how the subscriber processes listen (bench/fanout_peers.py --kind)")
+    p.add_argument("--timeline", action="store_true",
+                   help="print each process group's CPU (percent of one core) per 50 ms, on stderr")
     p.add_argument("--json", action="store_true", help="one JSON object per case")
     p.add_argument("--profile", metavar="DIR", help="py-spy the service during each case (collapsed stacks in DIR)")
     args = p.parse_args()

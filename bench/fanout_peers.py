@@ -1,6 +1,6 @@
 """The other processes of bench/fanout.py: a subscriber and a call prober.
 
-    fanout_peers.py subscriber --address A --expect N [--mask M]
+    fanout_peers.py subscriber --address A --expect N [--mask M] [--kind handler|proxy --path P]
     fanout_peers.py prober --address A [--interval 0.005]
 
 Each prints JSON lines on stdout and ends at EOF on stdin (the bench closes
@@ -8,7 +8,11 @@ it).  Times are time.monotonic() (CLOCK_MONOTONIC), comparable between
 processes of one machine.
 
 subscriber: subscribes, prints {"ready": unique_name}, counts NetworkChange
-signals; prints {"done": ..} when N have arrived and {"final": ..} at EOF
+signals, seen either by a message handler (--kind handler: every
+NetworkChange, whatever the device path; what a client watching all
+devices writes with dbus-fast) or by a proxy interface's
+on_network_change (--kind proxy: the device at --path only; dbus-fast
+adds a match rule, checks the sender and unpacks the body); prints {"done": ..} when N have arrived and {"final": ..} at EOF
 (a count above N there means duplicates).
 prober: calls Get(version) on the manager every --interval seconds and, at
 EOF, prints [[start, latency], ...] for every call.
@@ -54,22 +58,39 @@ def stdin_closed() -> asyncio.Event:
     return done
 
 
-async def subscriber(address: str, expect: int, mask: int) -> None:
+INTROSPECTION = f"""<node><interface name="{IFACE}">
+<signal name="NetworkChange"><arg type="u"/><arg type="s"/><arg type="a{{ss}}"/></signal>
+</interface></node>"""
+
+
+async def subscriber(address: str, expect: int, mask: int, kind: str, path: str) -> None:
     bus = await MessageBus(bus_address=address).connect()
     state = {"count": 0, "first": None, "last": None, "done": False}
 
-    def on_message(msg: Message):
-        if msg.message_type is MessageType.SIGNAL and msg.member == "NetworkChange":
-            now = time.monotonic()
-            state["count"] += 1
-            state["first"] = state["first"] or now
-            state["last"] = now
-            if state["count"] == expect and not state["done"]:
-                state["done"] = True
-                say({"done": state["count"], "first": state["first"], "last": now})
-        return None
+    def got() -> None:
+        now = time.monotonic()
+        state["count"] += 1
+        state["first"] = state["first"] or now
+        state["last"] = now
+        if state["count"] == expect and not state["done"]:
+            state["done"] = True
+            say({"done": state["count"], "first": state["first"], "last": now})
 
-    bus.add_message_handler(on_message)
+    if kind == "proxy":
+        # What a typical dbus-fast client writes: a proxy interface and its
+        # on_<signal> callback (a match rule on sender, interface, member;
+        # the library checks the sender and unpacks the body for us).
+        from dbus_fast.introspection import Node
+
+        proxy = bus.get_proxy_object(NAME, path, Node.parse(INTROSPECTION))
+        proxy.get_interface(IFACE).on_network_change(lambda type_, device, details: got())
+    else:
+        def on_message(msg: Message):
+            if msg.message_type is MessageType.SIGNAL and msg.member == "NetworkChange":
+                got()
+            return None
+
+        bus.add_message_handler(on_message)
     reply = await bus.call(Message(destination=NAME, path=MANAGER, interface=IFACE,
                                    member="NotificationSubscribe", signature="u", body=[mask]))
     if reply.message_type is not MessageType.METHOD_RETURN:
@@ -107,9 +128,11 @@ def main() -> None:
     p.add_argument("--expect", type=int, default=0)
     p.add_argument("--mask", type=int, default=21)  # DEVICE_ADDED|IPADDR_ADDED|ROUTE_ADDED
     p.add_argument("--interval", type=float, default=0.005)
+    p.add_argument("--kind", choices=("handler", "proxy"), default="handler")
+    p.add_argument("--path", help="the device's object path (--kind proxy)")
     a = p.parse_args()
     if a.role == "subscriber":
-        asyncio.run(subscriber(a.address, a.expect, a.mask))
+        asyncio.run(subscriber(a.address, a.expect, a.mask, a.kind, a.path))
     else:
         asyncio.run(prober(a.address, a.interval))
 

@@ -22,11 +22,14 @@ from dbus_fast.aio import message_bus as aio_message_bus
 log = logging.getLogger(__name__)
 
 SO_SNDBUFFORCE = 32
-# Not more: whatever sits in this buffer is ahead of our next method reply
-# in the daemon.  Measured (bench/fanout.py, 10,000 routes x 10
-# subscribers): 16 MiB gave call latencies up to 0.7 s during the burst,
-# 256 KiB ~0.15 s, at the same throughput.  The patched writer, not the
-# buffer size, is what keeps the connection alive (EAGAIN = wait).
+# Whatever sits in this buffer is ahead of our next method reply in the
+# daemon.  Measured (bench/FANOUT.md, 10,000 routes x 10 subscribers): the
+# fan-out rate is the same from 64 KiB to 16 MiB (the daemon is the
+# bottleneck), while another client's call during the burst takes, median,
+# ~5 / 7 / 18 / 58 / 140 ms with 128 KiB / 256 KiB / 1 / 4 / 16 MiB.  At
+# 128 KiB the daemon starts to find our socket empty when the machine is
+# loaded; 256 KiB keeps a margin.  The patched writer, not the buffer
+# size, is what keeps the connection alive (EAGAIN = wait).
 SEND_BUFFER = 256 << 10
 
 

@@ -34,6 +34,7 @@ class Subscriptions(EventSink):
         self.by_name: dict[str, Subscription] = {}
         self.pump = pump
         self._any = 0  # union of all masks, for the cheap `wants`
+        self._names: dict[int, list[str]] = {}  # change type -> subscribers it goes to (cache)
 
     def subscribe(self, name: str, uid: int, mask: int) -> None:
         if mask == 0:
@@ -83,18 +84,24 @@ class Subscriptions(EventSink):
         self._any = 0
         for sub in self.by_name.values():
             self._any |= sub.mask
+        self._names.clear()
 
     # EventSink
     def wants(self, type_: ChangeType) -> bool:
         return bool(self._any & type_)
 
     def emit(self, path: str, change: Change) -> None:
-        if not self._any & change.type:
+        # Plain ints: `int & IntFlag` goes through enum's __rand__ (~1.5 us
+        # each; it was 2/3 of the cost of an event with 10 subscribers).
+        type_ = int(change.type)
+        if not self._any & type_:
             return
+        names = self._names.get(type_)
+        if names is None:
+            names = self._names[type_] = [name for name, sub in self.by_name.items() if sub.mask & type_]
         details = dict(change.details)
         details["origin"] = change.origin
-        names = [name for name, sub in self.by_name.items() if sub.mask & change.type]
-        self.pump.push(names, path, INTERFACE, "NetworkChange", "usa{ss}", [int(change.type), change.device, details])
+        self.pump.push(names, path, INTERFACE, "NetworkChange", "usa{ss}", [type_, change.device, details])
 
 
 def describe_mask(mask: int) -> str:

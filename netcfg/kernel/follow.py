@@ -17,6 +17,12 @@ recompute runs; notices that arrive while it runs cause exactly one more.
 A recompute reads the main table once (kernel/uplink.py: one filtered raw
 dump per family, some 10-20 ms even with 10,000 routes of ours in it) and
 computes every host route, exclude route and the mark table from that.
+
+A link notice is judged again when the timer fires: a tun that Establish
+is creating announces itself (RTM_NEWLINK) before Establish has learnt its
+ifindex and counted it as ours.  Judged on arrival, it used to start a
+recompute, i.e. a dump of the main table with all the new tunnel's routes,
+in the middle of the Establish's NetworkChange burst (bench/FANOUT.md).
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ class UplinkFollower:
                  recompute: Callable[[], Awaitable[None]], delay: float = DELAY) -> None:
         self.tunnels, self.recompute, self.delay = tunnels, recompute, delay
         self._task: asyncio.Task | None = None
-        self._dirty = False
+        self._dirty = False  # a relevant notice other than a link's
+        self._links: set[int] = set()  # links that changed; ours or not is decided when the timer fires
         self._stopped = False
         watch.subscribe(self.notice)
 
@@ -54,14 +61,20 @@ class UplinkFollower:
         # After stop (shutdown), teardown's own link removals must not start a new round.
         if self._stopped or not self.relevant(notice):
             return
-        self._dirty = True
+        if isinstance(notice, LinkNotice):
+            self._links.add(notice.ifindex)
+        else:
+            self._dirty = True
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
-        while self._dirty:
+        while self._dirty or self._links:
             await asyncio.sleep(self.delay)
-            self._dirty = False
+            links, self._links = self._links, set()
+            dirty, self._dirty = self._dirty, False
+            if not dirty and links <= self.tunnels():
+                continue  # only our own tunnels, known as ours by now
             try:
                 await self.recompute()
             except Exception:

@@ -137,3 +137,26 @@ async def test_follower_debounces_a_burst():
     await follower.settle()
     assert len(runs) == 2
     await follower.stop()
+
+
+@pytest.mark.asyncio
+async def test_follower_ignores_a_tunnel_known_as_ours_by_the_time_it_fires():
+    # Establish's tun announces itself before Establish knows its ifindex.
+    runs, tunnels = [], set()
+
+    async def recompute():
+        runs.append(1)
+
+    watch = FakeWatch()
+    follower = UplinkFollower(watch, lambda: set(tunnels), recompute, delay=0.01)
+    watch.listeners[0](LinkNotice(True, 9, "tun0"))
+    tunnels.add(9)  # Establish looked it up
+    await asyncio.sleep(0.05)
+    await follower.settle()
+    assert runs == []
+    watch.listeners[0](LinkNotice(True, 9, "tun0"))  # ours: ignored on arrival
+    watch.listeners[0](LinkNotice(False, 2, "uplink0"))  # not ours: one recompute
+    await asyncio.sleep(0.05)
+    await follower.settle()
+    assert runs == [1]
+    await follower.stop()

@@ -66,6 +66,34 @@ def test_pump_bounds_each_destination(monkeypatch, caplog):
     assert "2 events for :1.1 were dropped" in caplog.text
 
 
+def test_pump_windows_span_chunks(monkeypatch):
+    # A window regroups messages by destination; chunks cut through it
+    # wherever CHUNK_BYTES falls, so a window's size never makes a chunk
+    # (what a method reply may wait behind) longer.
+    monkeypatch.setattr(pump_module, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(pump_module, "WINDOW_MESSAGES", 40)
+    pump = SignalPump(FakeBus())
+    names = [":1.1", ":1.2", ":1.3"]
+    for i in range(30):
+        pump.push(names, PATH, "i.f", "M", "u", [i])
+    assert pump.pending() == 90
+    chunks, gone = [], False
+    while pump.busy():
+        chunks.append(pump._fill())
+        if len(chunks) == 3 and not gone:
+            pump.forget(":1.3")  # left the bus: nothing more for it, the others go on
+            gone = True
+    msgs = [m for c in chunks for m in unmarshal(c)]
+    assert all(len(c) < 1000 + 100 for c in chunks) and len(chunks) > 5
+    assert [m.serial for m in msgs] == list(range(1, len(msgs) + 1))
+    per_dest = {n: [m.body[0] for m in msgs if m.destination == n] for n in names}
+    assert per_dest[":1.1"] == per_dest[":1.2"] == list(range(30))
+    assert per_dest[":1.3"] == list(range(len(per_dest[":1.3"]))) and len(per_dest[":1.3"]) < 30
+    # within a window (14 events: 42 messages >= 40), each destination's events come as one run
+    assert [(m.destination, m.body[0]) for m in msgs[:28]] == [(n, i) for n in names[:2] for i in range(14)]
+    assert pump.pending() == 0 and pump.sent == len(msgs)
+
+
 class RecordingPump:
     def __init__(self) -> None:
         self.pushed = []
