@@ -327,7 +327,10 @@ async def run(args) -> int:
             await svc.stop()
         ns.delete()
         bus.cleanup()
-        shutil.rmtree(directory, ignore_errors=True)
+        if os.environ.get("FANOUT_KEEP"):  # the service's log is in it
+            print(f"kept {directory}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
     return 1 if any(r["lost"] for r in results) else 0
 
 
