@@ -31,7 +31,7 @@ from .errors import (
     FAILED, INVALID_ARGS, PROPERTY_READ_ONLY, UNKNOWN_INTERFACE, UNKNOWN_METHOD, UNKNOWN_OBJECT,
     UNKNOWN_PROPERTY, BusError, to_wire,
 )
-from .members import Method, Policy, introspect
+from .members import introspect
 
 log = logging.getLogger(__name__)
 
