@@ -5,8 +5,10 @@ several members carry fds outside their signatures (spec 1.2-1.4), the
 introspection XML must be byte-exact, and every call needs its sender for
 authorization.  One message handler sees each call first and:
 
-* takes ownership of attached fds at once: fd 0 goes to a member that
-  reads one, every other fd is closed (the libraries leak them, notes 1.6);
+* takes ownership of attached fds (the libraries leak them, notes 1.6):
+  fds on signals and replies are closed at once; a call's fds travel with
+  it, fd 0 goes to a member that reads one, and all are closed once the
+  call has been served (or refused);
 * queues the call per sender, so one client's calls run in the order it
   sent them while other clients are served concurrently;
 * checks path, interface, member, signature, then the member's policy, then
