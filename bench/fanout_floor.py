@@ -190,6 +190,26 @@ async def role_emitter(address: str, count: int, mode: str, sndbuf: int, pump_op
 
 # -- the bench ----------------------------------------------------------------
 
+def subprocess_run(argv: list[str]) -> None:
+    import subprocess
+
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def daemon_instructions(directory: str, pid: int) -> int:
+    """Dump callgrind's counters (zeroed before the run): instructions since."""
+    import glob
+
+    before = set(glob.glob(f"{directory}/callgrind.out.{pid}*"))
+    subprocess_run(["callgrind_control", "-d", str(pid)])
+    dump = max(set(glob.glob(f"{directory}/callgrind.out.{pid}*")) - before, key=os.path.getmtime)
+    with open(dump) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {dump}")
+
+
 async def start(*args: str):
     proc = await asyncio.create_subprocess_exec(sys.executable, __file__, *args, stdin=asyncio.subprocess.PIPE,
                                                 stdout=asyncio.subprocess.PIPE)
@@ -217,9 +237,12 @@ async def one(address: str, daemon_pid: int, a, mode: str, kind: str) -> dict:
                                  os.path.join(a.perf, f"daemon-{mode}-{kind}.data")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await asyncio.sleep(0.5)
+    if a.callgrind:
+        subprocess_run(["callgrind_control", "-z", str(daemon_pid)])
     emitter.stdin.write((json.dumps(names) + "\n").encode())
     await emitter.stdin.drain()
-    done = [json.loads(await asyncio.wait_for(p.stdout.readline(), 60)) for p, _ in subs]
+    done = [json.loads(await asyncio.wait_for(p.stdout.readline(), 600 if a.callgrind else 60)) for p, _ in subs]
+    instructions = daemon_instructions(a.callgrind, daemon_pid) if a.callgrind else None
     cpu = {k: sum(map(cpu_seconds, v)) - cpu0[k] for k, v in pids.items()}
     sw = {k: sum(map(switches, v)) - sw0[k] for k, v in pids.items()}
     foreign = machine_seconds() - machine0 - sum(cpu.values())
@@ -240,6 +263,7 @@ async def one(address: str, daemon_pid: int, a, mode: str, kind: str) -> dict:
             "daemon_us_per_delivery": round(cpu["daemon"] / deliveries * 1e6, 2),
             "subscriber_us_per_delivery": round(cpu["subscribers"] / deliveries * 1e6, 2),
             "cpu_foreign_s": round(foreign, 2),  # other people's processes (the machine is shared)
+            **({"daemon_instructions_per_delivery": round(instructions / deliveries)} if instructions else {}),
             "daemon_sleeps": sw["daemon"], "deliveries_per_subscriber_wakeup": round(deliveries / max(sw["subscribers"], 1), 1)}
 
 
@@ -248,7 +272,20 @@ async def bench(a) -> None:
     from support.users import ensure_users
 
     ensure_users()
-    bus = BusDaemon().start()
+    if a.callgrind:
+        # The daemon under valgrind's callgrind: instructions it executes per
+        # delivery, a count the machine's other load cannot change (CPU time
+        # on this shared VM varies by up to 50% from one minute to the next).
+        import support.busdaemon as busdaemon
+
+        os.makedirs(a.callgrind, exist_ok=True)
+        wrapper = os.path.join(a.callgrind, "dbus-daemon")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\nexec valgrind -q --tool=callgrind --callgrind-out-file={a.callgrind}/callgrind.out.%p "
+                    f"dbus-daemon \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        busdaemon.DBUS_DAEMON = wrapper
+    bus = BusDaemon().start(timeout=60)
     try:
         for rep in range(a.repeat):
             for mode in a.mode.split(","):
@@ -272,6 +309,8 @@ def main() -> None:
     p.add_argument("--sndbuf", type=int, default=0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--pump", default="", help="pump module constants for mode pump: CHUNK_BYTES=..,WINDOW_MESSAGES=..")
+    p.add_argument("--callgrind", metavar="DIR", help="run the dbus-daemon under valgrind --tool=callgrind and "
+                   "report the instructions it executes per delivery (slow: use --signals 2000)")
     p.add_argument("--perf", metavar="DIR", help="perf record the dbus-daemon during each run (DIR/daemon-MODE-KIND.data)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
