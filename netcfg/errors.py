@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class NetcfgError(Exception):
     """Base class: an operation failed for a reason we can explain."""
@@ -36,8 +38,6 @@ class KernelRefused(NetcfgError):
 
     def __init__(self, op: str, obj: object, errno: int, extack: str = ""):
         self.op, self.obj, self.errno, self.extack = op, obj, errno, extack
-        import os
-
         text = f"{op} {obj}: {os.strerror(errno) if errno else 'failed'}"
         if extack:
             text += f" ({extack})"

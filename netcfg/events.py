@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Callable
 
 
 class ChangeType(IntFlag):
@@ -57,5 +56,3 @@ class EventSink:
     def emit(self, path: str, change: Change) -> None:  # pragma: no cover - interface
         pass
 
-
-Notify = Callable[[str, Change], None]

@@ -52,14 +52,20 @@ RTPROT_KERNEL = 2  # prefix routes the kernel adds for an address
 EXTERNAL = "external"
 
 
-def route_key(ipv6: bool, dst: str, prefix: int, oif: int | None, table: int) -> tuple:
-    # No metric: the kernel reports IPv6's default metric (1024) where we sent none.
+def observed_key(ipv6: bool, dst: str, prefix: int, oif: int | None, table: int) -> tuple:
+    """How a route of a ledger is recognised in a notice or a dump.
+
+    No metric: the kernel reports IPv6's default metric (1024) where we
+    sent none.  With the device: a notice about the same destination on
+    another link is not about our route.  (Not kernel/uplink.py's
+    `slot_key`, the kernel's identity of a route, metric included.)
+    """
     return ("route", ipv6, dst, prefix, oif, table)
 
 
 def key_of(obj) -> tuple:
     if isinstance(obj, Route):
-        return route_key(obj.family == socket.AF_INET6, obj.dst, obj.prefix, obj.oif, obj.table)
+        return observed_key(obj.family == socket.AF_INET6, obj.dst, obj.prefix, obj.oif, obj.table)
     if isinstance(obj, AddressOnLink):
         a = obj.address
         return ("address", obj.ifindex, a.address, a.prefix, a.ipv6)
@@ -68,7 +74,7 @@ def key_of(obj) -> tuple:
 
 def notice_key(n: Notice) -> tuple:
     if isinstance(n, RouteNotice):
-        return route_key(n.ipv6, n.dst, n.prefix, n.oif, n.table)
+        return observed_key(n.ipv6, n.dst, n.prefix, n.oif, n.table)
     if isinstance(n, AddressNotice):
         return ("address", n.ifindex, n.address, n.prefix, n.ipv6)
     return ("link", n.ifindex)

@@ -103,8 +103,13 @@ class DeviceRegistry:
         return [s for s in self.sessions.values() if may_access(s.owner, uid, pid)]
 
     async def destroy(self, session: Session, reason: str) -> None:
+        """Tear down and forget one device.  Never raises: every caller (Destroy,
+        Cleanup, a vanished client, shutdown) must go on with the others; what
+        could not be removed stays in the journal for the next start."""
         try:
             await session.teardown()
+        except Exception:
+            log.exception("device %s: teardown failed (%s)", session.path, reason)
         finally:
             if self.sessions.pop(session.path, None) is not None:
                 log.info("device %s removed: %s", session.path, reason)
@@ -125,7 +130,8 @@ class DeviceRegistry:
     async def owner_gone(self, bus_name: str) -> None:
         """The creator left the bus: tear down what it made, established or not."""
         for session in [s for s in self.sessions.values() if s.owner.bus_name == bus_name]:
-            log.error("Client process with bus name %s disappeared! Cleaning up %s.", bus_name, session.path)
+            log.error("Client process with bus name %s disappeared! Cleaning up %s.", bus_name, session.path,
+                      extra=session.log_extra)
             await self.destroy(session, f"client {bus_name} disappeared")
         await self.release_protections(lambda o: o.bus_name == bus_name)
 
@@ -145,9 +151,12 @@ class DeviceRegistry:
         for name, prot in list(self.protections.items()):
             if match(prot.owner):
                 del self.protections[name]
-                await prot.release()
-                if self.mark is not None:
-                    await self.mark.release(prot.ledger.key)
+                try:
+                    await prot.release()
+                    if self.mark is not None:
+                        await self.mark.release(prot.ledger.key)
+                except Exception:
+                    log.exception("releasing the protections of %s failed", name)
 
     # -- following the uplink (kernel/follow.py) --
 

@@ -74,6 +74,7 @@ class Session:
         self.ctx, self.path, self.owner = ctx, path, owner
         self.device_name = name
         self.key = path.rsplit("/", 1)[-1]
+        self.log_extra = {"netcfg_path": path}  # Log signals come from the device's path (spec 9)
         self.config = DeviceConfig()
         self.state = State.NEW
         self.ledger: Ledger | None = None
@@ -174,7 +175,7 @@ class Session:
             await self._emit_established(ifname)
             self._emit_all(dns_after)
             log.info("device %s established as %s: %d addresses, %d networks", self.path, ifname,
-                     len(self.config.addresses), len(self.config.networks))
+                     len(self.config.addresses), len(self.config.networks), extra=self.log_extra)
             return fd
 
     async def _enable_dns(self, stage: str, ifname: str) -> list[Change]:
@@ -225,7 +226,7 @@ class Session:
         if was_up and old_link is not None:
             await self._emit_removed(old_link.ifname, routes, addresses)
         for error in errors:
-            log.warning("device %s: teardown incomplete: %s", self.path, error)
+            log.warning("device %s: teardown incomplete: %s", self.path, error, extra=self.log_extra)
 
     # -- events --
 

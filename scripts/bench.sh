@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The benchmarks (bench/README.md): routes at scale against `ip -batch`,
-# call latency, service memory.  As root:
+# The benchmarks: routes at scale against `ip -batch`, call latency, service
+# memory (bench/README.md), then NetworkChange fan-out (bench/FANOUT.md).
+# As root:
 #
 #   sudo scripts/bench.sh [--sizes 0,100,1000,10000] [--reps 5] [--check]
 #
-# Sets up first (scripts/setup.sh), then runs bench/run.py with the venv's
-# Python; the table goes to stdout, JSON to bench/results/latest.json.
+# Sets up first (scripts/setup.sh), then runs bench/run.py (arguments go to
+# it; table on stdout, JSON in bench/results/latest.json) and bench/fanout.py
+# (one line per case; exit 1 if an event was lost).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ $(id -u) != 0 ]]; then
@@ -13,4 +15,7 @@ if [[ $(id -u) != 0 ]]; then
     exit 1
 fi
 bash scripts/setup.sh
-exec .venv/bin/python bench/run.py "$@"
+.venv/bin/python bench/run.py "$@"
+echo
+echo "NetworkChange fan-out of one Establish (bench/FANOUT.md):"
+exec .venv/bin/python bench/fanout.py

@@ -85,12 +85,6 @@ def send_raw(bus: MessageBus, data: bytearray) -> asyncio.Future:
     return fut
 
 
-def backlog(bus: MessageBus) -> int:
-    """Messages the library holds that the socket has not taken yet."""
-    writer = getattr(bus, "_writer", None)
-    return len(writer.messages) + (writer.buf is not None) if writer else 0
-
-
 async def connect(address: str | None) -> MessageBus:
     patch_writer()
     if address:

@@ -5,8 +5,10 @@ several members carry fds outside their signatures (spec 1.2-1.4), the
 introspection XML must be byte-exact, and every call needs its sender for
 authorization.  One message handler sees each call first and:
 
-* takes ownership of attached fds at once: fd 0 goes to a member that
-  reads one, every other fd is closed (the libraries leak them, notes 1.6);
+* takes ownership of attached fds (the libraries leak them, notes 1.6):
+  fds on signals and replies are closed at once; a call's fds travel with
+  it, fd 0 goes to a member that reads one, and all are closed once the
+  call has been served (or refused);
 * queues the call per sender, so one client's calls run in the order it
   sent them while other clients are served concurrently;
 * checks path, interface, member, signature, then the member's policy, then
@@ -28,10 +30,10 @@ from . import INTERFACE
 from ..kernel.ip import printable
 from .access import Caller, Credentials, authorize
 from .errors import (
-    INVALID_ARGS, PROPERTY_READ_ONLY, UNKNOWN_INTERFACE, UNKNOWN_METHOD, UNKNOWN_OBJECT,
+    FAILED, INVALID_ARGS, PROPERTY_READ_ONLY, UNKNOWN_INTERFACE, UNKNOWN_METHOD, UNKNOWN_OBJECT,
     UNKNOWN_PROPERTY, BusError, to_wire,
 )
-from .members import Method, Policy, introspect
+from .members import introspect
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class Dispatcher:
         self._queues: dict[str, deque] = {}
         self._workers: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
         self.ready = asyncio.Event()  # set once recovery is done: calls wait until then
+        self.closing = False  # set at shutdown: calls are refused from then on
         self.machine_id = _machine_id()
 
     # -- object tree --
@@ -154,8 +157,16 @@ class Dispatcher:
 
     # -- serving one call --
 
+    def busy(self) -> bool:
+        """A call is queued or being served (a sender's queue lives until it is drained)."""
+        return bool(self._queues)
+
     async def _serve(self, msg: Message, fds: list[int]) -> None:
         await self.ready.wait()
+        if self.closing:
+            close_fds(fds)
+            self._reply(Message.new_error(msg, FAILED, "netcfg is shutting down"), msg)
+            return
         self.on_activity()
         what = f"{msg.interface or ''}.{msg.member} on {printable(msg.path or '', PATH_LIMIT)}"
         try:

@@ -8,13 +8,18 @@ service is found again.  Each object filters by its own log level.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import threading
+
+from dbus_fast import Message, MessageFlag
 
 from .. import log as levels
-from . import INTERFACE
+from . import BUS_NAME, INTERFACE
 
 LOG_SERVICE = "net.openvpn.v3.log"
+LOG_PATH = "/net/openvpn/v3/log"
 GROUP_NETCFG = 8
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
@@ -27,20 +32,55 @@ class LogSignalHandler(logging.Handler):
         self.manager_path = manager_path
         self.target: str | None = None  # unique name of the log service
         self._sending = False
+        # Records also come from worker threads (asyncio.to_thread); the bus
+        # library is not thread-safe, so those are sent from the loop.
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def follow(self, owner: str | None) -> None:
+        """The log service's owner changed (or is known at start): attach to it.
+
+        The OpenVPN 3 log service records only producers that attached
+        (spec 4.1 step 5).  Fire and forget: logging never waits.
+        """
+        self.target = owner or None
+        if self.target:
+            self._log_service_call("Attach")
+
+    def detach(self) -> None:
+        if self.target:
+            self._log_service_call("Detach")
+
+    def _log_service_call(self, member: str) -> None:
+        try:
+            self.dispatcher.bus.send(Message(destination=LOG_SERVICE, path=LOG_PATH, interface=LOG_SERVICE,
+                                             member=member, signature="s", body=[BUS_NAME],
+                                             flags=MessageFlag.NO_REPLY_EXPECTED))
+        except Exception:
+            pass
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.target is None or self._sending:
             return
+        # Spec 9: from the emitting object's path, filtered by its log level.
         path = getattr(record, "netcfg_path", self.manager_path)
-        face = self.dispatcher.objects.get(path) or self.dispatcher.objects.get(self.manager_path)
-        verbosity = getattr(face, "log_level", 4)
-        if not levels.passes(record.levelno, verbosity):
+        face = self.dispatcher.objects.get(path)
+        if face is None:
+            path, face = self.manager_path, self.dispatcher.objects.get(self.manager_path)
+        if not levels.passes(record.levelno, getattr(face, "log_level", 4)):
+            return
+        body = [GROUP_NETCFG, levels.category(record.levelno), _CONTROL.sub("", record.getMessage())]
+        if threading.get_ident() == self._loop_thread:
+            self._send(path, body)
+        else:
+            self._loop.call_soon_threadsafe(self._send, path, body)
+
+    def _send(self, path: str, body: list) -> None:
+        if self.target is None:
             return
         self._sending = True  # a log line while sending must not recurse
         try:
-            text = _CONTROL.sub("", record.getMessage())
-            self.dispatcher.emit(path, INTERFACE, "Log", "uus",
-                                 [GROUP_NETCFG, levels.category(record.levelno), text], destination=self.target)
+            self.dispatcher.emit(path, INTERFACE, "Log", "uus", body, destination=self.target)
         except Exception:
             pass  # logging must never break the service
         finally:

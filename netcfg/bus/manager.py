@@ -71,7 +71,6 @@ class ManagerFace:
         return [[s.path for s in self.registry.accessible_to(call.caller.uid, call.caller.pid)]]
 
     async def ProtectSocket(self, call: Call, remote: str, ipv6: bool, device_path: str):
-        parse_ip(remote, ipv6, "remote")
         ip = parse_ip(remote, ipv6, "remote")
         device = device_path if device_path in self.registry.sessions else None
         if device is not None:

@@ -78,7 +78,7 @@ class Service:
         self.bus = bus = await connect(opts.bus_address)
         dispatcher = self.dispatcher = Dispatcher(bus, Credentials(bus), self.touch)
         self.pump = SignalPump(bus)
-        subscriptions = Subscriptions(self.pump)
+        subscriptions = self.subscriptions = Subscriptions(self.pump)
         self.dns = DnsManager(await select_backend(opts, ResolverCalls(bus)))
         self.watch = KernelWatch()
         await self.watch.start()
@@ -100,14 +100,15 @@ class Service:
 
         def owner_changed(name: str, new_owner: str) -> None:
             if name == LOG_SERVICE:
-                log_handler.target = new_owner or None
+                log_handler.follow(new_owner)
 
         dispatcher.on_name_lost = name_lost
         dispatcher.on_owner_changed = owner_changed
         bus.add_message_handler(dispatcher.handle)
         self.pump.start()
         await _bus_call(bus, "AddMatch", "s", [NAME_OWNER_RULE])
-        log_handler.target = await _bus_call(bus, "GetNameOwner", "s", [LOG_SERVICE])
+        log_handler.follow(await _bus_call(bus, "GetNameOwner", "s", [LOG_SERVICE]))
+        self.log_handler = log_handler
         reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
             raise StartupError(f"cannot own {BUS_NAME}: {reply.name} (another instance, or the D-Bus policy)")
@@ -129,6 +130,7 @@ class Service:
         await self.stopping.wait()
         for w in watchers:
             w.cancel()
+        dispatcher.closing = True  # calls from now on are refused: nothing new may escape teardown
         return await self.shutdown()
 
     def _export_device(self, session: Session, log_level: int) -> None:
@@ -141,10 +143,18 @@ class Service:
         limit = minutes * 60
         while True:
             await asyncio.sleep(min(limit / 2, 30))
-            if not self.registry.sessions and time.monotonic() - self.last_activity > limit:
+            if self._in_use():
+                continue
+            if time.monotonic() - self.last_activity > limit:
                 log.info("idle for %.1f minutes without devices: exiting", minutes)
                 self.stopping.set()
                 return
+
+    def _in_use(self) -> bool:
+        # A client that protected its socket but has no device yet (the real
+        # one protects first, then logs in), or a subscriber, still needs us.
+        r = self.registry
+        return bool(r.sessions or r.protections or self.subscriptions.by_name or self.dispatcher.busy())
 
     async def _bus_watch(self) -> None:
         try:
@@ -156,23 +166,25 @@ class Service:
         self.stopping.set()
 
     async def shutdown(self) -> int:
-        """Tear everything down; the exit code: 0, or 4 when DNS could not be given back (spec 4.3)."""
+        """Tear everything down; the exit code: 0, or 4 when DNS could not be given back (spec 4.3).
+
+        Each step logs its own failures and never raises, so one failure does
+        not leave the rest (DNS above all) undone.
+        """
         log.info("shutting down: tearing down %d devices", len(self.registry.sessions))
-        dns_restored = False
-        try:
-            await self.registry.shutdown()
-            await self.pump.stop()
-            dns_restored = await self.dns.stop()  # logs, never raises: the rest must run
-        finally:
-            if self.bus.connected:
-                try:
-                    await self.bus.release_name(BUS_NAME)
-                except Exception:
-                    pass
-                self.bus.disconnect()
-            await self.foreign.stop()
-            await self.watch.stop()
-            await self.nl.close()
+        await self.registry.shutdown()
+        await self.pump.stop()
+        dns_restored = await self.dns.stop()
+        self.log_handler.detach()
+        if self.bus.connected:
+            try:
+                await self.bus.release_name(BUS_NAME)
+            except Exception as e:
+                log.debug("releasing %s: %s", BUS_NAME, e)
+            self.bus.disconnect()
+        await self.foreign.stop()
+        await self.watch.stop()
+        await self.nl.close()
         return 0 if dns_restored else 4
 
 

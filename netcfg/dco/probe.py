@@ -40,4 +40,10 @@ async def available_family() -> str | None:
 
 
 async def dco_available() -> bool:
-    return await available_family() is not None
+    """DcoAvailable.  False while this build cannot create DCO devices: a
+    client that hears "true" calls EnableDCO instead of falling back to tun,
+    so answering from the kernel alone would break its connection."""
+    return DCO_SUPPORTED and await available_family() is not None
+
+
+DCO_SUPPORTED = False  # EnableDCO is not implemented yet (bus/device.py)

@@ -13,7 +13,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, InvalidProperty
 from ..kernel.ip import printable
 
 MAX_SERVERS = 64  # per device, after de-duplication
@@ -125,7 +125,5 @@ class ResolverSettings:
 
 def check_scope(value: str) -> str:
     if value not in SCOPES:
-        from ..errors import InvalidProperty
-
         raise InvalidProperty(f"[SetDNSScope] Invalid DNS Scope value: {printable(value)}")
     return value

@@ -6,9 +6,16 @@ rollback or teardown deletes it last (after its routes and addresses).
 
 from __future__ import annotations
 
+import errno
+import logging
 from dataclasses import dataclass
 
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ..errors import KernelRefused
 from .netlink import GONE, Netlink, refused
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +33,6 @@ async def lookup(nl: Netlink, ifname: str) -> int:
     async with refused("lookup", ifname):
         found = await nl.ipr.link_lookup(ifname=ifname)
     if not found:
-        from ..errors import KernelRefused
-        import errno
-
         raise KernelRefused("lookup", f"link {ifname}", errno.ENODEV)
     return found[0]
 
@@ -51,5 +55,25 @@ async def set_down(nl: Netlink, link: TunLink) -> None:
 
 async def remove(nl: Netlink, links: list[TunLink]) -> None:
     for link in links:
+        if not await _still_ours(nl, link):
+            continue
         async with refused("delete", link, ignore=GONE):
             await nl.ipr.link("del", index=link.ifindex)
+
+
+async def _still_ours(nl: Netlink, link: TunLink) -> bool:
+    """Does `link.ifindex` still name our tun?  Index numbers are reused (a
+    journal may outlive a reboot, a client's tun may vanish with its fd):
+    never delete a link that merely inherited the number."""
+    try:
+        found = await nl.ipr.link("get", index=link.ifindex)
+    except NetlinkError as e:
+        if e.code in GONE:
+            return False
+        raise KernelRefused("look up", link, e.code) from None
+    msg = found[0]
+    kind = (msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) or "")
+    if msg.get("ifname") != link.ifname or kind != "tun":
+        log.warning("not deleting %s: index %d is now %s (%s)", link, link.ifindex, msg.get("ifname"), kind or "?")
+        return False
+    return True

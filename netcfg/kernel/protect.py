@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
+import stat
 from dataclasses import dataclass, field
 
 from ..errors import InvalidArgument, KernelRefused
@@ -67,6 +69,13 @@ def host_route(remote: str, ipv6: bool, hop: Hop, metric: int) -> Route:
     return Route(family, remote, 128 if ipv6 else 32, hop.oif, hop.gateway, metric)
 
 
+def _is_socket(fd: int) -> bool:
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
 def _setsockopt(fd: int, option: int, value, what: str) -> None:
     # socket(fileno=) does not take ownership if we detach() afterwards.
     sock = socket.socket(fileno=fd)
@@ -88,6 +97,8 @@ async def protect(
         raise InvalidArgument("SO_MARK requested but protect_socket call received no fd")
     if method == "bind-device" and fd is None:
         raise InvalidArgument("bind to dev method requested but protect_socket call received no fd")
+    if fd is not None and (mark is not None or method == "bind-device") and not _is_socket(fd):
+        raise InvalidArgument("ProtectSocket: the file descriptor passed is not a socket")
     view = await UplinkView.read(nl, avoid)
     hop = view.toward(remote)
     in_place = True

@@ -1,17 +1,21 @@
-"""rtnetlink notifications, parsed with struct into kernel/watch.py's value types.
+"""rtnetlink messages, parsed with struct into kernel/watch.py's value types.
 
 An Establish of 10,000 routes is followed by 10,000 RTM_NEWROUTE
 notifications (and a Destroy by as many RTM_DELROUTE).  pyroute2 spends
 ~100 us decoding each, which kept the loop from sending the very events
 those routes produce; these parsers read only the fields the notices carry
-(~5 us).  Layouts: linux/rtnetlink.h, linux/if_addr.h, linux/fib_rules.h.
+(~5 us).  Dumps (`dump`) come back as the same messages: kernel/watch.py's
+resync and kernel/uplink.py's reading of the main table use them too.
+Layouts: linux/netlink.h, linux/rtnetlink.h, linux/if_addr.h, linux/fib_rules.h.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
 import struct
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 from . import watch  # the value types; used at call time (watch imports us)
 
@@ -29,6 +33,11 @@ _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
 _U32 = struct.Struct("=I")
+_I32 = struct.Struct("=i")
+_U32_ATTR = struct.Struct("=HHI")  # an attribute carrying one u32
+
+SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
+RTN_UNICAST = 1
 
 IFLA_IFNAME = 3
 IFA_ADDRESS, IFA_LOCAL = 1, 2
@@ -69,6 +78,64 @@ def dump_request(msg_type: int, seq: int) -> bytes:
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
+def route_dump_request(seq: int, family: int, table: int, route_type: int = RTN_UNICAST) -> bytes:
+    """A dump of one table's routes of one family, filtered by the kernel.
+
+    The filter (rtm_table and RTA_TABLE, rtm_type) only holds on a socket
+    with NETLINK_GET_STRICT_CHK (`dump_socket`, Linux 4.20+); elsewhere the
+    kernel sends every table and type, so readers check both themselves.
+    """
+    body = (_RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, route_type, 0)
+            + _U32_ATTR.pack(8, RTA_TABLE, table))
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
+def dump_socket(strict: bool = True) -> socket.socket:
+    """A non-blocking rtnetlink socket for dumps, in the calling thread's network namespace.
+
+    `strict`: ask for NETLINK_GET_STRICT_CHK, so the kernel applies the
+    filters of a dump request; a kernel without it dumps everything.
+    """
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                         socket.NETLINK_ROUTE)
+    try:
+        if strict:
+            try:
+                sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+            except OSError:
+                pass  # before 4.20: unfiltered dumps, still correct
+        sock.bind((0, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class DumpRefused(OSError):
+    """The kernel answered a dump request with an error (the dump is over)."""
+
+
+async def dump(sock: socket.socket, request: bytes) -> AsyncIterator[tuple[int, bytes, int, int]]:
+    """Send a dump request on `sock` and yield its messages as `messages` does, until the end.
+
+    The kernel's refusal (NLMSG_ERROR, or an error in NLMSG_DONE) raises
+    DumpRefused; the socket is then ready for the next request.  Otherwise
+    read the dump to its end: what is left on the socket would be taken
+    for the next dump's answer.
+    """
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(sock, request)
+    while True:
+        data = await loop.sock_recv(sock, 1 << 20)
+        for kind, buf, begin, end in messages(data):
+            if kind in (NLMSG_DONE, NLMSG_ERROR):
+                code = -_I32.unpack_from(buf, begin)[0] if end - begin >= 4 else 0
+                if code > 0:
+                    raise DumpRefused(code, os.strerror(code))
+                return
+            yield kind, buf, begin, end
+
+
 def messages(data: bytes) -> Iterator[tuple[int, bytes, int, int]]:
     """(type, datagram, payload start, payload end) for each message of a datagram."""
     offset = 0
@@ -106,6 +173,34 @@ def _address(added: bool, data: bytes, start: int, end: int) -> "watch.AddressNo
     # point-to-point link); IPv6 only sends IFA_ADDRESS.
     raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
     return watch.AddressNotice(added, index, _ip(family, raw) or "", prefix, family == socket.AF_INET6)
+
+
+def route_family(data: bytes, start: int) -> int:
+    """rtm_family of a route message."""
+    return data[start]
+
+
+def route_protocol(data: bytes, start: int) -> int:
+    """rtm_protocol of a route message, without decoding the rest."""
+    return data[start + 5]
+
+
+def route_type(data: bytes, start: int) -> int:
+    """rtm_type of a route message (RTN_UNICAST, RTN_BLACKHOLE, ...)."""
+    return data[start + 7]
+
+
+def route_oif(data: bytes, start: int, end: int) -> int | None:
+    """RTA_OIF of a route message (None for a multipath route), found without decoding the rest."""
+    offset = start + _RTMSG.size
+    while offset + 4 <= end:
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < 4:
+            break
+        if kind == RTA_OIF:
+            return _U32.unpack_from(data, offset + 4)[0]
+        offset += _align(length)
+    return None
 
 
 def _route(added: bool, data: bytes, start: int, end: int) -> "watch.RouteNotice":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from pyroute2.netlink.rtnl import (
     RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE,
     RTMGRP_IPV6_RULE, RTMGRP_LINK,
 )
+
+from .route import RTPROT_NETCFG
 
 log = logging.getLogger(__name__)
 
@@ -78,32 +79,6 @@ class Resync:
 Notice = Union[LinkNotice, AddressNotice, RouteNotice, RuleNotice, Resync]
 
 
-def _route(msg, added: bool) -> RouteNotice:
-    ipv6 = msg["family"] == socket.AF_INET6
-    dst = msg.get("dst") or ("::" if ipv6 else "0.0.0.0")
-    table = msg.get("table") or msg["table"]
-    oif, gateway = msg.get("oif"), msg.get("gateway")
-    if not oif and msg.get("multipath"):
-        oif, gateway = msg.get("multipath")[0]["oif"], msg.get("multipath")[0].get("gateway")
-    return RouteNotice(added, ipv6, str(ipaddress.ip_address(dst)), msg["dst_len"], oif, gateway,
-                       msg.get("priority"), table, msg["proto"])
-
-
-def decode(msg) -> Notice | None:
-    event = msg.get("event")
-    if event in ("RTM_NEWLINK", "RTM_DELLINK"):
-        return LinkNotice(event == "RTM_NEWLINK", msg["index"], msg.get("ifname") or "", bool(msg["flags"] & 1))
-    if event in ("RTM_NEWADDR", "RTM_DELADDR"):
-        return AddressNotice(event == "RTM_NEWADDR", msg["index"], msg.get("address") or "", msg["prefixlen"],
-                             msg["family"] == socket.AF_INET6)
-    if event in ("RTM_NEWROUTE", "RTM_DELROUTE"):
-        return _route(msg, event == "RTM_NEWROUTE")
-    if event in ("RTM_NEWRULE", "RTM_DELRULE"):
-        return RuleNotice(event == "RTM_NEWRULE", msg["family"] == socket.AF_INET6, msg.get("priority"),
-                          msg.get("fwmark"), msg.get("table") or msg["table"])
-    return None
-
-
 class KernelWatch:
     def __init__(self) -> None:
         self.listeners: list[Callable[[Notice], None]] = []
@@ -128,9 +103,7 @@ class KernelWatch:
         sock.bind((0, GROUPS))
         self._sock = sock
         # Dumps (resync) go through their own socket, in the same namespace.
-        self._dumper = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
-                                     socket.NETLINK_ROUTE)
-        self._dumper.bind((0, 0))
+        self._dumper = rtnl.dump_socket(strict=False)  # whole-kernel dumps: no filter to check
 
     async def start(self) -> None:
         if self._sock is None:
@@ -153,22 +126,19 @@ class KernelWatch:
             return await self._dump(links, addresses, routes)
 
     async def _dump(self, links: bool, addresses: bool, routes: bool) -> list[Notice]:
-        loop = asyncio.get_running_loop()
         found: list[Notice] = []
-        wanted = ((rtnl.RTM_GETLINK, links), (rtnl.RTM_GETADDR, addresses), (rtnl.RTM_GETROUTE, routes))
-        for request in (kind for kind, want in wanted if want):
+        wanted = ((rtnl.RTM_GETLINK, links, "links"), (rtnl.RTM_GETADDR, addresses, "addresses"),
+                  (rtnl.RTM_GETROUTE, routes, "routes"))
+        for request, what in ((kind, what) for kind, want, what in wanted if want):
             self._seq += 1
-            await loop.sock_sendall(self._dumper, rtnl.dump_request(request, self._seq))
-            done = False
-            while not done:
-                data = await loop.sock_recv(self._dumper, 1 << 20)
-                for kind, buf, begin, end in rtnl.messages(data):
-                    if kind in (rtnl.NLMSG_DONE, rtnl.NLMSG_ERROR):
-                        done = True
-                        break
+            try:
+                async for kind, buf, begin, end in rtnl.dump(self._dumper, rtnl.dump_request(request, self._seq)):
                     notice = rtnl.parse(kind, buf, begin, end)
                     if notice is not None:
                         found.append(notice)
+            except rtnl.DumpRefused as e:
+                # What came before the refusal is kept: a short answer, as before.
+                log.warning("rtnetlink dump of %s refused: %s", what, e)
         return found
 
     def _readable(self) -> None:
@@ -190,6 +160,10 @@ class KernelWatch:
                 self._tell(Resync())
                 continue
             for kind, buf, begin, end in rtnl.messages(data):
+                if kind == rtnl.RTM_NEWROUTE and rtnl.route_protocol(buf, begin) == RTPROT_NETCFG:
+                    # Our own adds (an Establish sends thousands): no listener
+                    # wants them, so they are not even decoded.
+                    continue
                 notice = rtnl.parse(kind, buf, begin, end)
                 if notice is not None:
                     self._tell(notice)

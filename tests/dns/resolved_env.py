@@ -69,6 +69,7 @@ import time
 from pathlib import Path
 
 import packages
+from support.busdaemon import DEFAULT_POLICY
 from nsenv import PYTHON, SCRATCH, Namespace, NamespaceError, _readline
 
 HERE = Path(__file__).resolve().parent
@@ -94,21 +95,7 @@ _BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configu
   <listen>unix:path={socket}</listen>
   <auth>EXTERNAL</auth>
   <servicedir>{scratch}/services</servicedir>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
+{default_policy}
   <include ignore_missing="yes">{resolved_policy}</include>
   <include ignore_missing="yes">{netcfg_policy}</include>
 </busconfig>
@@ -206,7 +193,7 @@ mkdir -p /run/dbus {SCRATCH}/services /run/systemd/resolved.conf.d
         ns.write("/etc/resolv.conf", "nameserver 127.0.0.53\noptions edns0 trust-ad\n")
         ns.write(f"{SCRATCH}/bus.conf", _BUS_CONF.format(
             socket=BUS_SOCKET, scratch=SCRATCH, resolved_policy=self.pkg.bus_policy,
-            netcfg_policy=REPO / "dbus-policy" / "net.openvpn.v3.netcfg.conf"))
+            netcfg_policy=REPO / "dbus-policy" / "net.openvpn.v3.netcfg.conf", default_policy=DEFAULT_POLICY))
         ns.write(f"{SCRATCH}/services/org.freedesktop.resolve1.service", _SERVICE_FILE)
         ns.write("/run/systemd/resolved.conf.d/netcfg-test.conf", _RESOLVED_CONF.format(system=SERVERS[SYSTEM][0]))
 

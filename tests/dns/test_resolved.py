@@ -215,6 +215,6 @@ def test_auto_picks_resolved_when_it_is_on_the_bus(env):
     r = env.runner(backend="auto")
     try:
         assert r.started["backend"] == "systemd-resolved"
-        r.wait_log("(auto: org.freedesktop.resolve1 can be started by the bus)")
+        r.wait_log("(auto: org.freedesktop.resolve1 can be started and /etc/resolv.conf points at it)")
     finally:
         r.close()

@@ -27,7 +27,11 @@ from support.lifecycle import (
 pytestmark = pytest.mark.asyncio
 
 LOG_NAME = "net.openvpn.v3.log"
-LOG_POLICY = f'<policy user="root"><allow own="{LOG_NAME}"/></policy>'
+# What the log service's own policy file provides: its owner, and producers
+# that may call Attach/Detach on it.
+LOG_POLICY = (f'<policy user="root"><allow own="{LOG_NAME}"/>'
+              f'<allow send_destination="{LOG_NAME}" send_interface="{LOG_NAME}" send_member="Attach"/>'
+              f'<allow send_destination="{LOG_NAME}" send_interface="{LOG_NAME}" send_member="Detach"/></policy>')
 DBUS = dict(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus", interface="org.freedesktop.DBus")
 # spec 9: LogCategory on the wire
 DEBUG, VERB2, VERB1, INFO, WARN, ERROR = 1, 2, 3, 4, 5, 6
@@ -75,6 +79,9 @@ async def test_log_signals_to_the_log_service(service_factory, bus, bus_policy, 
     bus_policy("netcfg-test-log-owner", LOG_POLICY)
     logs = Recorder(root_bus, "Log")
     assert await bus_call(root_bus, "RequestName", "su", [LOG_NAME, 4]) == [1]
+    calls = []  # netcfg attaches to the log service as a producer (spec 4.1 step 5)
+    root_bus.add_message_handler(lambda m: calls.append((m.member, m.body)) if (
+        m.message_type is MessageType.METHOD_CALL and m.path == "/net/openvpn/v3/log") else None)
     # Another connection listening for every Log signal must get none: unicast.
     bystander = await MessageBus(bus_address=bus.address).connect()
     try:
@@ -99,9 +106,12 @@ async def test_log_signals_to_the_log_service(service_factory, bus, bus_policy, 
         assert client[0]["ok"], client
         await wait_until(lambda: levels_of(logs.msgs, "disappeared! Cleaning up"), what="the ERROR Log signal")
 
+        assert ("Attach", [NETCFG_BUS_NAME]) in calls
         msgs = logs.take()
         for m in msgs:
-            assert (m.sender, m.path, m.interface, m.signature) == (svc.unique_name, NETCFG_MANAGER_PATH, IFACE, "uus")
+            # from the emitting object: the manager, or a device below it (spec 9)
+            assert m.path.startswith(NETCFG_MANAGER_PATH), m.path
+            assert (m.sender, m.interface, m.signature) == (svc.unique_name, IFACE, "uus")
             assert m.destination == root_bus.unique_name
             group, level, text = m.body
             assert group == 8 and DEBUG <= level <= 8
@@ -113,6 +123,9 @@ async def test_log_signals_to_the_log_service(service_factory, bus, bus_policy, 
         assert levels_of(msgs, r"cannot protect 198\.51\.100\.7") == {WARN}
         assert levels_of(msgs, r"route batch add") == {DEBUG}
         assert levels_of(msgs, r"disappeared! Cleaning up") == {ERROR}
+        # a device's own lines come from its path (spec 9), the manager's from the manager
+        assert {m.path for m in msgs if "established as" in m.body[2]} == {path}
+        assert {m.path for m in msgs if "netcfg serving" in m.body[2]} == {NETCFG_MANAGER_PATH}
 
         # The manager's log_level filters (spec 9): 3 = INFO and above.
         await nc.set(NETCFG_MANAGER_PATH, "log_level", "u", 3)

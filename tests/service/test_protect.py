@@ -14,12 +14,14 @@ from __future__ import annotations
 import socket
 
 import pytest
+from dbus_fast import MessageType
 
 from support import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
 from support.client import arun_client
-from support.netns import CLIENT_V4, CLIENT_V6, ROUTER_V4, ROUTER_V6, UPLINK_IF
+from support.lifecycle import log_problems
+from support.netns import CLIENT_V4, CLIENT_V6, ROUTER_IF, ROUTER_V4, ROUTER_V6, UPLINK_IF
 from support.protection import (
-    EXCLUDE6, MARK, NETCFG_ERROR, OUTSIDE4, OUTSIDE6, SERVER4, SERVER6, TUN4, CallFailed,
+    EXCLUDE4, EXCLUDE6, MARK, NETCFG_ERROR, OUTSIDE4, OUTSIDE6, SERVER4, SERVER6, TUN4, CallFailed,
     Netcfg, add_vpn_server, fwmark_rules, route_get, socket_in, source_toward, wait_until,
 )
 
@@ -198,3 +200,113 @@ async def test_exclude_without_uplink_is_refused(service, netns, root_bus):
         await nc.call(path, "Destroy")
     finally:
         nc.close()
+
+
+ROUTE_EXCLUDED = 64
+LAN4, LAN6 = ("192.0.2.0", 24), ("2001:db8:ff::", 64)  # the uplink's own subnets (support/netns.py)
+
+
+def lan_routes(netns) -> list[dict]:
+    """The main-table routes for exactly the uplink's subnets (the connected ones, unless someone adds more)."""
+    return [r for r in netns.all_routes("main") if r["dst"] in (f"{LAN4[0]}/{LAN4[1]}", f"{LAN6[0]}/{LAN6[1]}")]
+
+
+async def test_exclude_of_the_uplinks_own_subnet(service, netns, root_bus):
+    """Excluding the user's own LAN (`route <lan> net_gateway`): the connected route already keeps it out of the
+    tunnel.  Establish works (it used to fail with EEXIST), installs nothing for it, announces it as excluded, and
+    Destroy leaves the connected route alone."""
+    excluded = []
+
+    def handler(msg):
+        if msg.message_type is MessageType.SIGNAL and msg.member == "NetworkChange" and msg.body[0] == ROUTE_EXCLUDED:
+            excluded.append(msg.body[2]["subnet"])
+
+    root_bus.add_message_handler(handler)
+    connected = lan_routes(netns)
+    assert {r["protocol"] for r in connected} == {"kernel"} and len(connected) == 2, connected
+    nc = Netcfg(root_bus)
+    try:
+        await nc.call(NETCFG_MANAGER_PATH, "NotificationSubscribe", "u", [ROUTE_EXCLUDED])
+        path = await nc.device("lan", excludes=False)
+        nets = [[*LAN4, -1, False, True], [*LAN6, -1, True, True], [*EXCLUDE4, -1, False, True]]
+        await nc.call(path, "AddNetworks", "a(suibb)", [nets])
+        tun = await nc.establish(path)
+
+        assert lan_routes(netns) == connected  # untouched, nothing of ours next to them
+        assert {r["dst"] for r in netns.netcfg_routes() if r["dev"] == UPLINK_IF} == {f"{EXCLUDE4[0]}/{EXCLUDE4[1]}"}
+        for host in ("192.0.2.77", "2001:db8:ff::77"):  # the LAN: directly on the uplink, not into the tun
+            route = route_get(netns, host)
+            assert route["dev"] == UPLINK_IF and "gateway" not in route, route
+        assert_uplink(route_get(netns, "198.18.5.9"), ROUTER_V4)  # the other exclude: installed as usual
+        assert route_get(netns, OUTSIDE4)["dev"] == tun
+        # One event per excluded network (spec 8), the satisfied ones included.
+        await wait_until(lambda: sorted(excluded) == sorted([LAN4[0], LAN6[0], EXCLUDE4[0]]),
+                         what=f"ROUTE_EXCLUDED for the three networks, got {excluded}")
+        assert "exclude route 192.0.2.0/24: already routed outside the tunnels" in service.log_text()
+        # Following a new gateway moves the installed exclude and still adds nothing for the LAN.
+        netns.router.ip("addr", "add", "192.0.2.254/24", "dev", ROUTER_IF)
+        netns.ip("-4", "route", "replace", "default", "via", "192.0.2.254", "dev", UPLINK_IF)
+        await wait_until(lambda: route_get(netns, "198.18.5.9").get("gateway") == "192.0.2.254",
+                         what="the exclude route via the new gateway")
+        assert lan_routes(netns) == connected
+
+        await nc.call(path, "Destroy")
+        assert lan_routes(netns) == connected
+        assert route_get(netns, "192.0.2.77")["dev"] == UPLINK_IF
+        assert netns.netcfg_routes() == []
+        assert log_problems(service) == []
+    finally:
+        root_bus.remove_message_handler(handler)
+        nc.close()
+
+
+async def test_tun_route_colliding_with_an_existing_route_still_fails(service, netns, root_bus):
+    """Only exclude routes can be satisfied by an existing route: a tunnel network with the key of the connected
+    route is still refused, all or nothing, and the error names the route."""
+    nc = Netcfg(root_bus)
+    try:
+        path = await nc.device("lan_tun", excludes=False)
+        await nc.call(path, "AddNetworks", "a(suibb)", [[[*LAN4, -1, False, False]]])
+        with pytest.raises(CallFailed) as err:
+            await nc.establish(path)
+        assert err.value.name == NETCFG_ERROR
+        assert f"{LAN4[0]}/{LAN4[1]}" in err.value.text and "File exists" in err.value.text, err.value.text
+        assert [n for n in netns.link_names() if n.startswith("tun")] == []
+        assert netns.netcfg_routes() == []
+        assert {r["protocol"] for r in lan_routes(netns)} == {"kernel"}
+        await nc.call(path, "Destroy")
+    finally:
+        nc.close()
+
+
+async def test_protect_with_10000_routes_established(service, netns, root_bus):
+    """ProtectSocket and the uplink follower read the main table while a device holds 10,000 routes in it
+    (kernel/uplink.py's raw dump; the timing is in the review notes, not asserted here)."""
+    add_vpn_server(netns)
+    nc = Netcfg(root_bus)
+    sock = socket_in(netns)
+    try:
+        path = await nc.device("many")
+        nets = [[f"10.{100 + i // 256}.{i % 256}.0", 24, -1, False, False] for i in range(10_000)]
+        await nc.call(path, "AddNetworks", "a(suibb)", [nets])
+        tun = await nc.establish(path)
+        assert len([r for r in netns.routes(4, "main") if r["dev"] == tun]) >= 10_000
+        for _ in range(3):  # the same remote again: swapped in place
+            assert await nc.protect(SERVER4, False, path, sock) is True
+        assert [r["dst"] for r in netns.netcfg_routes() if r["dev"] == UPLINK_IF and r["dst"] == SERVER4] == [SERVER4]
+        assert_uplink(route_get(netns, SERVER4), ROUTER_V4)
+        assert route_get(netns, "10.120.3.9")["dev"] == tun
+        assert route_get(netns, OUTSIDE4)["dev"] == tun
+
+        # The follower, too: a new gateway is followed by the host route and the exclude routes.
+        new_v4 = "192.0.2.254"
+        netns.router.ip("addr", "add", f"{new_v4}/24", "dev", ROUTER_IF)
+        netns.ip("-4", "route", "replace", "default", "via", new_v4, "dev", UPLINK_IF)
+        await wait_until(lambda: route_get(netns, SERVER4).get("gateway") == new_v4
+                         and route_get(netns, "198.18.5.9").get("gateway") == new_v4,
+                         what="the host route and the IPv4 exclude via the new gateway")
+        await nc.call(path, "Destroy")
+        assert netns.netcfg_routes() == []
+    finally:
+        nc.close()
+        sock.close()

@@ -19,7 +19,7 @@ from dbus_fast import Message
 
 from support import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
 from support.lifecycle import (
-    NETWORKS, REMOTE, Netcfg, global_addresses, log_problems, route_set, tun_links, tun_name,
+    NETWORKS, REMOTE, Netcfg, global_addresses, log_problems, route_set, tun_links, tun_name, wait_until,
 )
 from support.netns import ROUTER_V4, UPLINK_IF
 
@@ -108,7 +108,7 @@ async def test_restart_after_sigkill_undoes_the_journal(service_factory, netns, 
                 os.close(fd)
             fds = []
             # the kernel removes the tuns and their routes, not the rest
-            assert tun_links(netns) == []
+            await wait_until(lambda: tun_links(netns) == [], what="the kernel removing the closed tuns")
         else:
             assert_established(netns, fds)
         assert any(r[2] == UPLINK_IF for r in route_set(netns))
@@ -147,5 +147,19 @@ async def test_no_idle_exit_with_a_device(service_factory, root_bus, netns):
     assert await svc.wait(5) is None, "exited although a device exists"
     svc.stopped_by_test = True
     await nc.destroy(path)
+    assert await svc.wait(60) == 0
+    assert_clean(netns)
+
+
+@pytest.mark.netns(uplink=True)
+async def test_no_idle_exit_while_a_socket_is_protected(service_factory, root_bus, netns):
+    """The real client protects its transport socket before it creates a device
+    (spec 1.7), and a login may take minutes: its host route must stay."""
+    svc = await service_factory(extra_args=IDLE)
+    nc = Netcfg(root_bus)
+    await protect(nc, "/")
+    assert await svc.wait(5) is None, "exited although a protection is in place"
+    svc.stopped_by_test = True
+    await nc.call(NETCFG_MANAGER_PATH, "Cleanup", "", [])
     assert await svc.wait(60) == 0
     assert_clean(netns)

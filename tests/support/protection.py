@@ -13,16 +13,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import os
 import socket
 import threading
-import time
 
 from dbus_fast import Message, MessageType, Variant
 
 from . import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
+from .lifecycle import wait_until  # noqa: F401  (the tests import it from here)
 from .netns import Netns
 
 NETCFG_ERROR = "net.openvpn.v3.netcfg.error"
@@ -135,17 +134,6 @@ def route_get(netns: Netns, dst: str, *selectors: str) -> dict:
 def fwmark_rules(netns: Netns) -> list[dict]:
     return [r for fam in (4, 6) for r in netns.rules(fam) if "fwmark" in r]
 
-
-async def wait_until(check, timeout: float = 5.0, what: str = "condition"):
-    """Poll `check()` (sync) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def _step(path, member: str, signature: str = "", body=(), interface: str = NETCFG_BUS_NAME, **kw) -> dict:

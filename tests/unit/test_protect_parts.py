@@ -16,7 +16,7 @@ from netcfg.errors import NoUplink
 from netcfg.kernel.follow import UplinkFollower
 from netcfg.kernel.route import Network, Route
 from netcfg.kernel.rule import Rule, family_rules
-from netcfg.kernel.uplink import Hop, UplinkView, route_key
+from netcfg.kernel.uplink import Hop, UplinkView, slot_key
 from netcfg.kernel.watch import AddressNotice, LinkNotice, Resync, RouteNotice
 from netcfg.state import decode, encode
 
@@ -71,10 +71,25 @@ def test_uplink_view_and_excludes():
     assert len(exclude_routes(nets, v4_only, strict=False)) == 1
 
 
-def test_route_key_ignores_the_next_hop():
+def test_excludes_already_routed_outside_the_tunnels():
+    """An exclude whose very destination the main table routes outside the tunnels gets no route."""
+    view = UplinkView([hop("0.0.0.0/0", "192.0.2.1", 2), hop("192.0.2.0/24", None, 2),
+                       hop("198.51.100.0/24", "192.0.2.9", 2, 100), hop("2001:db8:ff::/64", None, 2, 256)])
+    lan, lan6 = Network("192.0.2.0", 24, None, False, True), Network("2001:db8:ff::", 64, None, True, True)
+    wider, other = Network("192.0.0.0", 16, None, False, True), Network("198.51.100.0", 24, 5, False, True)
+    assert view.exact("192.0.2.0", 24).gateway is None and view.exact("192.0.2.0", 25) is None
+    # The LAN and 198.51.100.0/24 (another metric, still the same destination) are satisfied;
+    # the IPv6 LAN too, although there is no IPv6 uplink (so no NoUplink either).
+    assert exclude_routes([lan, lan6, wider, other], view) == [Route(socket.AF_INET, "192.0.0.0", 16, 2, "192.0.2.1")]
+    # A route we hold already keeps following the uplink.
+    assert exclude_routes([lan], view, ours={(False, "192.0.2.0", 24)}) == [
+        Route(socket.AF_INET, "192.0.2.0", 24, 2, "192.0.2.1")]
+
+
+def test_slot_key_ignores_the_next_hop():
     a = Route(socket.AF_INET, "198.51.100.1", 32, 2, "192.0.2.1", 1)
-    assert route_key(a) == route_key(Route(socket.AF_INET, "198.51.100.1", 32, 3, "192.0.3.1", 1))
-    assert route_key(a) != route_key(Route(socket.AF_INET, "198.51.100.1", 32, 2, "192.0.2.1", 2))
+    assert slot_key(a) == slot_key(Route(socket.AF_INET, "198.51.100.1", 32, 3, "192.0.3.1", 1))
+    assert slot_key(a) != slot_key(Route(socket.AF_INET, "198.51.100.1", 32, 2, "192.0.2.1", 2))
 
 
 class FakeWatch:
