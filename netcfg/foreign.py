@@ -6,13 +6,16 @@ Every rtnetlink notification (kernel/watch.py) is one of:
   protocol 111 added, an object removed by our own teardown): ignored;
 * someone else's change to an object of ours: an admin's `ip route del` of
   one of a device's routes, `ip addr del`, the link deleted (or gone with
-  its client's tun fd), or an exclude route gone with its uplink.  The
+  its tun fd while the client lives on), or an exclude route gone with its
+  uplink.  The
   session's ledger forgets the object (so teardown neither fails nor
   reports it twice) and subscribers get the REMOVED event with
   origin=external;
 * someone else's route or address added to / removed from an established
   device's link: reported as ADDED/REMOVED with origin=external, never
   put in the ledger (not ours to remove);
+* the tun gone because its client process died: ignored; the bus reports
+  the client gone and that cleanup is ours (netcfg/process.py);
 * unrelated: ignored.
 
 Why classification can be by content: each notice is judged with the
@@ -40,6 +43,7 @@ from .kernel.address import AddressOnLink
 from .kernel.link import TunLink
 from .kernel.route import RT_TABLE_MAIN, RTPROT_NETCFG, Route
 from .kernel.watch import AddressNotice, LinkNotice, Notice, Resync, RouteNotice
+from .process import has_exited
 from .session import Session, State
 
 if TYPE_CHECKING:
@@ -48,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COLLECT = 0.05  # seconds: notices of one outside action arrive together
+CLIENT_EXIT_GRACE = 0.5  # seconds: a client's exit closes its fds before it is a zombie
 RTPROT_KERNEL = 2  # prefix routes the kernel adds for an address
 EXTERNAL = "external"
 
@@ -124,7 +129,10 @@ class ForeignChanges:
 
     async def _process(self, batch: list[Notice]) -> None:
         resync_all = any(isinstance(n, Resync) for n in batch)
+        links_gone = {n.ifindex for n in batch if isinstance(n, LinkNotice) and not n.added}
         for session in list(self.sessions()):
+            if await self._went_with_its_client(session, links_gone):
+                continue
             async with session.lock:
                 if session.ledger is None or session.state is State.DESTROYED:
                     continue
@@ -132,6 +140,22 @@ class ForeignChanges:
                     await self._compare_with_kernel(session)
                 else:
                     await self._apply(session, batch)
+
+    async def _went_with_its_client(self, session: Session, links_gone: set[int]) -> bool:
+        """Did the session's tun vanish because its client process died?
+
+        The kernel deletes a tun when the last fd on it closes, i.e. when
+        the client exits; the bus tells us the client is gone a little
+        later and that cleanup tears the session down as ours.  Reporting
+        the link as removed by someone else would be wrong: skip it.
+        """
+        link = session.link
+        if link is None or link.ifindex not in links_gone:
+            return False
+        if not await has_exited(session.owner.pid, CLIENT_EXIT_GRACE):
+            return False
+        log.debug("device %s: tun %s went with its client (pid %d)", session.path, link.ifname, session.owner.pid)
+        return True
 
     async def _needs_dump(self, session: Session, batch: list[Notice]) -> bool:
         """Did a link under objects of ours go away or down?  IPv4 routes then
