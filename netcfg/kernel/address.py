@@ -72,8 +72,14 @@ async def add(nl, objs: list[AddressOnLink]) -> list[tuple[AddressOnLink, Except
     return failed
 
 
-async def remove(nl, objs: list[AddressOnLink]) -> None:
+async def remove(nl, objs: list[AddressOnLink]) -> list[tuple[AddressOnLink, KernelRefused]]:
+    """Delete each address ("already gone" is done); go on past a refusal, report them."""
+    failed = []
     for obj in objs:
         a = obj.address
-        async with refused("delete", obj, ignore=GONE):
-            await nl.ipr.addr("del", index=obj.ifindex, address=a.address, prefixlen=a.prefix)
+        try:
+            async with refused("delete", obj, ignore=GONE):
+                await nl.ipr.addr("del", index=obj.ifindex, address=a.address, prefixlen=a.prefix)
+        except KernelRefused as e:
+            failed.append((obj, e))
+    return failed

@@ -27,6 +27,7 @@ from .rule import Rule
 log = logging.getLogger(__name__)
 
 KernelObject = Union[TunLink, AddressOnLink, Route, Rule]
+UNDELETED = ".undeleted"  # journal key suffix: deletes the kernel refused, retried at the next start
 
 
 class Ledger:
@@ -35,6 +36,7 @@ class Ledger:
         self.nl = nl
         self.journal = journal
         self.entries: list[KernelObject] = []
+        self.undeleted: list[KernelObject] = []  # refused deletes, journaled for the next start
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -88,12 +90,10 @@ class Ledger:
         swapped = {}
         for kind, group in groupby(pairs, lambda p: type(p[0])):
             group = list(group)
-            try:
-                await _remove(self.nl, kind, [old for old, _ in group])
-            except KernelRefused as e:
-                errors.append(e)
-                continue
-            swapped.update((id(old), new) for old, new in group)
+            failed = await _remove(self.nl, kind, [old for old, _ in group])
+            kept = {id(obj) for obj, _ in failed}
+            errors += [e for _, e in failed]
+            swapped.update((id(old), new) for old, new in group if id(old) not in kept)
         self.entries = [swapped.get(id(e), e) for e in self.entries]
         added = list(swapped.values())
         for kind, group in groupby(added, type):
@@ -117,17 +117,27 @@ class Ledger:
         return errors
 
     async def undo(self, since: int = 0) -> list[Exception]:
-        """Remove entries[since:] in reverse order; gather errors, keep going."""
+        """Remove entries[since:] in reverse order; gather errors, keep going.
+
+        What the kernel refused to delete leaves the ledger (the owner is
+        done with it) but not the journal: it is kept under `key` +
+        UNDELETED, which the next start undoes again (registry.recover), so
+        a refused delete is retried rather than forgotten.
+        """
         errors: list[Exception] = []
+        undeleted: list[KernelObject] = []
         tail = self.entries[since:]
         for kind, group in groupby(reversed(tail), type):
-            try:
-                await _remove(self.nl, kind, list(group))
-            except KernelRefused as e:
+            for obj, e in await _remove(self.nl, kind, list(group)):
                 log.warning("teardown of %s: %s", self.key, e)
                 errors.append(e)
+                undeleted.insert(0, obj)  # creation order, as journaled
         del self.entries[since:]
         self._save()
+        if undeleted:
+            self.undeleted = undeleted + self.undeleted
+            key = self.key if self.key.endswith(UNDELETED) else self.key + UNDELETED
+            self.journal.write(key, self.undeleted)
         return errors
 
     def _save(self) -> None:
@@ -151,17 +161,15 @@ async def _create(nl: Netlink, kind: type, objs: list) -> list[tuple[object, Ker
     raise TypeError(f"no create for {kind}")
 
 
-async def _remove(nl: Netlink, kind: type, objs: list) -> None:
+async def _remove(nl: Netlink, kind: type, objs: list) -> list[tuple[object, KernelRefused]]:
+    """Delete all of `objs` that can be deleted; "already gone" is done."""
     if kind is Route:
         failures = await nl.routes.delete(objs)
-        if failures:
-            f = failures[0]
-            raise KernelRefused("delete", f.route, f.errno, f.extack)
-    elif kind is AddressOnLink:
-        await address.remove(nl, objs)
-    elif kind is Rule:
-        await rule.remove(nl, objs)
-    elif kind is TunLink:
-        await link.remove(nl, objs)
-    else:
-        raise TypeError(f"no remove for {kind}")
+        return [(f.route, KernelRefused("delete", f.route, f.errno, f.extack)) for f in failures]
+    if kind is AddressOnLink:
+        return await address.remove(nl, objs)
+    if kind is Rule:
+        return await rule.remove(nl, objs)
+    if kind is TunLink:
+        return await link.remove(nl, objs)
+    raise TypeError(f"no remove for {kind}")

@@ -53,12 +53,18 @@ async def set_down(nl: Netlink, link: TunLink) -> None:
         await nl.ipr.link("set", index=link.ifindex, state="down")
 
 
-async def remove(nl: Netlink, links: list[TunLink]) -> None:
+async def remove(nl: Netlink, links: list[TunLink]) -> list[tuple[TunLink, KernelRefused]]:
+    """Delete each link that is still our tun; go on past a refusal, report them."""
+    failed = []
     for link in links:
-        if not await _still_ours(nl, link):
-            continue
-        async with refused("delete", link, ignore=GONE):
-            await nl.ipr.link("del", index=link.ifindex)
+        try:
+            if not await _still_ours(nl, link):
+                continue
+            async with refused("delete", link, ignore=GONE):
+                await nl.ipr.link("del", index=link.ifindex)
+        except KernelRefused as e:
+            failed.append((link, e))
+    return failed
 
 
 async def _still_ours(nl: Netlink, link: TunLink) -> bool:

@@ -62,7 +62,13 @@ async def add(nl: Netlink, objs: list[Rule]) -> list[tuple[Rule, Exception]]:
     return failed
 
 
-async def remove(nl: Netlink, objs: list[Rule]) -> None:
+async def remove(nl: Netlink, objs: list[Rule]) -> list[tuple[Rule, KernelRefused]]:
+    """Delete each rule ("already gone" is done); go on past a refusal, report them."""
+    failed = []
     for rule in objs:
-        async with refused("delete", rule, ignore=GONE):
-            await nl.ipr.rule("del", **rule._fields())
+        try:
+            async with refused("delete", rule, ignore=GONE):
+                await nl.ipr.rule("del", **rule._fields())
+        except KernelRefused as e:
+            failed.append((rule, e))
+    return failed

@@ -90,3 +90,28 @@ async def test_replace_and_ensure(kernel_netns, kernel_tun, nl, tmp_path):
 
     assert await ledger.undo() == []
     assert await kernel_netns.ip_json("-4", "route", "show", "table", "all", "proto", "111") == []
+
+
+async def test_undo_goes_on_past_a_refused_delete_and_journals_it(kernel_netns, kernel_tun, nl, tmp_path):
+    """A delete the kernel refuses (here EINVAL: an IPv4 prefix of 33, no
+    fake) does not stop the rest of the teardown, and stays journaled
+    under KEY.undeleted for the next start, which does not nest the suffix."""
+    ledger = Ledger("dev", nl, Journal(tmp_path))
+    ok = [Route(socket.AF_INET, f"198.18.{i}.0", 24, kernel_tun.index, "10.200.0.1") for i in (1, 2)]
+    await ledger.apply(ok)
+    bogus = Route(socket.AF_INET, "198.18.9.0", 33, kernel_tun.index, "10.200.0.1")
+    ledger.entries.insert(1, bogus)  # between the two: the undo must go past it
+
+    errors = await ledger.undo()
+    assert [e.errno for e in errors] == [errno.EINVAL]
+    assert await kernel_netns.ip_json("-4", "route", "show", "proto", "111") == []
+    assert ledger.entries == [] and journal_of(tmp_path, "dev") is None
+    assert [o["prefix"] for o in journal_of(tmp_path, "dev.undeleted")] == [33]
+
+    # What the next start does (registry.recover): undo the journal again.
+    found = Journal(tmp_path).leftovers()
+    assert list(found) == ["dev.undeleted"]
+    retry = Ledger("dev.undeleted", nl, Journal(tmp_path))
+    retry.entries = found["dev.undeleted"]
+    assert len(await retry.undo()) == 1
+    assert sorted(p.name for p in tmp_path.glob("ledger-*")) == ["ledger-dev.undeleted.json"]
