@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import socket
 
 import pytest
@@ -36,8 +35,7 @@ async def nl(kernel_netns):
 
 
 def journal_of(tmp_path, key: str):
-    path = tmp_path / f"ledger-{key}.json"
-    return json.loads(path.read_text())["objects"] if path.exists() else None
+    return Journal(tmp_path).read(key)
 
 
 async def rules(netns) -> list[tuple]:
@@ -54,7 +52,7 @@ async def test_rules_apply_undo_and_refuse_a_twin(kernel_netns, nl, tmp_path):
     await ledger.apply(family_rules(100, MARK, TABLE))
     assert sorted(await rules(kernel_netns)) == [("-4", 100, "0x4f56", "70000", "111"),
                                                  ("-6", 100, "0x4f56", "70000", "111")]
-    assert [o["kind"] for o in journal_of(tmp_path, "somark")] == ["rule", "rule"]
+    assert [type(o).__name__ for o in journal_of(tmp_path, "somark")] == ["Rule", "Rule"]
 
     twin = Ledger("twin", nl, Journal(tmp_path))
     with pytest.raises(KernelRefused) as err:
@@ -80,7 +78,7 @@ async def test_replace_and_ensure(kernel_netns, kernel_tun, nl, tmp_path):
     assert ledger.entries == [new, table]  # in place: teardown order unchanged
     shown = await kernel_netns.ip_json("-4", "route", "show", "proto", "111")
     assert [(r["dst"], r["gateway"]) for r in shown] == [("198.18.5.0/24", "10.200.0.3")]
-    assert [o["gateway"] for o in journal_of(tmp_path, "excl")] == ["10.200.0.3", "10.200.0.1"]
+    assert [o.gateway for o in journal_of(tmp_path, "excl")] == ["10.200.0.3", "10.200.0.1"]
 
     # Dropped behind our back (a link flap flushes IPv4 routes): ensure puts it back.
     await kernel_netns.ip_async("route", "del", "198.18.5.0/24")
@@ -106,7 +104,7 @@ async def test_undo_goes_on_past_a_refused_delete_and_journals_it(kernel_netns, 
     assert [e.errno for e in errors] == [errno.EINVAL]
     assert await kernel_netns.ip_json("-4", "route", "show", "proto", "111") == []
     assert ledger.entries == [] and journal_of(tmp_path, "dev") is None
-    assert [o["prefix"] for o in journal_of(tmp_path, "dev.undeleted")] == [33]
+    assert [o.prefix for o in journal_of(tmp_path, "dev.undeleted")] == [33]
 
     # What the next start does (registry.recover): undo the journal again.
     found = Journal(tmp_path).leftovers()
