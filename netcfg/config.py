@@ -33,6 +33,7 @@ class Options:
     somark_priority: int = 100  # priority of its fwmark rule: before `main` (32766)
     dns_backend: str = "auto"
     resolv_conf: str | None = None
+    keep_all_capabilities: bool = False  # True: skip privileges.drop() (debugging, unusual DNS hooks)
     config_file: str | None = None
 
 
@@ -103,6 +104,7 @@ YAML_KEYS = {
     "dns_backend": ("dns_backend", _choice(DNS_BACKENDS)),
     "resolv_conf": ("resolv_conf", _path),
     "systemd_resolved": ("dns_backend", lambda v: "systemd-resolved" if _bool(v) else None),
+    "keep_all_capabilities": ("keep_all_capabilities", lambda v: _bool(v)),
 }
 
 
@@ -144,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="priority of the --set-somark rule, 1-32765 (before main); default 100")
     a("--dns-backend", metavar="BACKEND", type=_argtype(_choice(DNS_BACKENDS)),
       help="auto (default), systemd-resolved, resolv-conf, openresolv, none")
+    a("--keep-all-capabilities", action="store_true", default=None,
+      help="do not drop capabilities after start-up (by default only CAP_NET_ADMIN, CAP_NET_RAW, "
+      "CAP_DAC_OVERRIDE and CAP_CHOWN are kept; see docs/configuration.md)")
     dns = p.add_mutually_exclusive_group()
     dns.add_argument("--resolv-conf", metavar="FILE", help="manage FILE as resolv.conf (same as --dns-backend resolv-conf)")
     dns.add_argument("--systemd-resolved", action="store_true", default=None,
