@@ -52,6 +52,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from dbus_fast import Message, MessageType, Variant  # noqa: E402
 from dbus_fast.aio import MessageBus  # noqa: E402
 
+from support.brokerbus import BrokerBus  # noqa: E402
 from support.busdaemon import BusDaemon  # noqa: E402
 from support.netns import Netns  # noqa: E402
 from support.service import ServiceProcess  # noqa: E402
@@ -309,7 +310,7 @@ def line(result: dict) -> str:
 
 async def run(args) -> int:
     ensure_users()
-    bus = BusDaemon().start()
+    bus = (BrokerBus() if args.bus == "dbus-broker" else BusDaemon()).start()
     ns = Netns.create(prefix="ncbench")
     directory = tempfile.mkdtemp(prefix="netcfg-fanout-")
     svc = ServiceProcess(bus.address, ns.name, directory, log_level=args.log_level)
@@ -323,11 +324,12 @@ async def run(args) -> int:
                     index += 1
                     spy = profiler(args.profile, svc.pid, f"r{routes}-s{subscribers}-{index}")
                     result = await one_case(bus.address, routes, subscribers, index,
-                                            {"service": svc.pid, "daemon": bus.proc.pid}, args.subscriber,
+                                            {"service": svc.pid, "daemon": bus.daemon_pid}, args.subscriber,
                                             args.timeline)
                     if spy:
                         spy.send_signal(2)  # SIGINT: py-spy writes its file
                         spy.wait()
+                    result["bus"] = args.bus
                     results.append(result)
                     print(json.dumps(result) if args.json else line(result), flush=True)
         await svc.assert_healthy()
@@ -349,6 +351,9 @@ def main() -> int:
     p.add_argument("--routes", type=ints, default=[1000, 10000])
     p.add_argument("--subscribers", type=ints, default=[1, 10])
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--bus", choices=("dbus-daemon", "dbus-broker"), default="dbus-daemon",
+                   help="the private bus: dbus-daemon (Debian's system bus, default) or dbus-broker "
+                   "(Fedora's, Arch's; apt-get install dbus-broker)")
     p.add_argument("--log-level", type=int, default=4, help="the service's --log-level (default 4)")
     p.add_argument("--subscriber", choices=("handler", "proxy"), default="handler",
                    help="how the subscriber processes listen (bench/fanout_peers.py --kind)")

@@ -69,6 +69,30 @@ else
     say "Debian packages: all present"
 fi
 
+# -- 1b. dbus-broker, unpacked, not installed ----------------------------
+# tests/service/test_on_dbus_broker.py and `bench/fanout.py --bus dbus-broker`
+# run a private dbus-broker (Fedora's and Arch's system bus).  Debian's
+# package would make itself this machine's system bus at the next boot, so
+# its files are unpacked into .cache/dbus-broker instead; tests/support/
+# brokerbus.py lays them over /usr/bin in a private mount namespace.
+BROKER_ROOT="$REPO/.cache/dbus-broker"
+if ! command -v dbus-broker-launch >/dev/null && [[ ! -x $BROKER_ROOT/usr/bin/dbus-broker-launch ]]; then
+    broker_libs=()
+    for lib in libapparmor.so.1:libapparmor1 libaudit.so.1:libaudit1 libcap-ng.so.0:libcap-ng0 \
+               libexpat.so.1:libexpat1 libselinux.so.1:libselinux1 libsystemd.so.0:libsystemd0; do
+        /sbin/ldconfig -p | grep -q "${lib%%:*}" || broker_libs+=("${lib##*:}")
+    done
+    apt_install "${broker_libs[@]}"
+    say "unpacking dbus-broker into $BROKER_ROOT"
+    debs="$(mktemp -d)"
+    chmod 777 "$debs"  # apt's download runs as _apt
+    if [[ -z ${_APT_UPDATED:-} ]]; then apt-get update -qq >/dev/null; _APT_UPDATED=1; fi
+    (cd "$debs" && apt-get download -qq dbus-broker >/dev/null 2>&1) || die "apt-get download dbus-broker failed"
+    mkdir -p "$BROKER_ROOT"
+    dpkg-deb -x "$debs"/dbus-broker_*.deb "$BROKER_ROOT" || die "dpkg-deb -x dbus-broker failed"
+    rm -rf "$debs"
+fi
+
 # -- 2. Python and the venv ---------------------------------------------
 py_ok() {  # python >= 3.11
     "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1

@@ -5,7 +5,7 @@ Two layers:
 * the bus policy (dbus-policy/net.openvpn.v3.netcfg.conf, loaded by the test
   bus): root and `openvpn` may send everything; every other user only
   Introspect and Properties.Get on the manager, and Peer.Ping.  Its denials
-  come from dbus-daemon itself (AccessDenied, "Rejected send message");
+  come from the bus itself (AccessDenied, "Rejected send message" from dbus-daemon);
 * the service: device methods and property writes only for the process that
   created the device (any of its connections) and root; the subscriber list
   only for root.  Its denials are AccessDenied with its own text.
@@ -23,8 +23,8 @@ import pytest
 
 from support.client import arun_client
 from support.dbuscalls import (
-    ACCESS_DENIED, BUS_DENIAL_TEXT, INTERFACE, INTROSPECTABLE, MANAGER, NETCFG_ERROR, PEER,
-    PROPERTIES, call, create_device, get, get_all, get_step, mstep, ok, set_step,
+    ACCESS_DENIED, INTERFACE, INTROSPECTABLE, MANAGER, NETCFG_ERROR, PEER,
+    PROPERTIES, call, create_device, denied_by_bus, get, get_all, get_step, mstep, ok, set_step,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -80,7 +80,7 @@ def assert_all_allowed(results: list[dict], who: str) -> None:
 
 def assert_denied(r: dict, by_bus: bool, what) -> None:
     assert not r["ok"] and r["error"] == ACCESS_DENIED, (what, r)
-    assert (BUS_DENIAL_TEXT in r["text"]) == by_bus, (
+    assert denied_by_bus(r["text"]) == by_bus, (
         f"{what}: AccessDenied should come from {'the bus' if by_bus else 'the service'}: {r['text']}")
 
 

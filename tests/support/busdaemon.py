@@ -190,6 +190,11 @@ class BusDaemon:
                 time.sleep(0.02)
         return self
 
+    @property
+    def daemon_pid(self) -> int:
+        """The process that routes messages (for CPU accounting in bench/)."""
+        return self.proc.pid
+
     def _fail(self, what: str) -> None:
         self.stop()
         raise BusDaemonError(f"dbus-daemon: {what}\n--- log ---\n{self.log_text()}")

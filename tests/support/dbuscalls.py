@@ -35,9 +35,13 @@ UNKNOWN_PROPERTY = "org.freedesktop.DBus.Error.UnknownProperty"
 UNKNOWN_INTERFACE = "org.freedesktop.DBus.Error.UnknownInterface"
 PROPERTY_READ_ONLY = "org.freedesktop.DBus.Error.PropertyReadOnly"
 
-# dbus-daemon's text when its policy refuses a message; the service's own
-# AccessDenied texts never contain it.
-BUS_DENIAL_TEXT = "Rejected send message"
+# The bus's text when its policy refuses a message (dbus-daemon's, then
+# dbus-broker's); the service's own AccessDenied texts contain neither.
+BUS_DENIAL_TEXTS = ("Rejected send message", "Sender is not authorized to send message")
+
+
+def denied_by_bus(text: str) -> bool:
+    return any(t in text for t in BUS_DENIAL_TEXTS)
 
 
 # -- client runner steps -------------------------------------------------
