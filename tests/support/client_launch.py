@@ -124,6 +124,19 @@ async def arun_client(
         cwd="/",
         **_popen_kw(uid, gid, extra_groups),
     )
+    try:
+        return await _talk(proc, steps, hold, nsteps, timeout)
+    except BaseException:
+        # Cancelled (a test's task stopped mid-call), timed out, or bad
+        # output: kill and reap the runner here, so that neither it nor its
+        # transport outlives this call (and the test's event loop).
+        await _reap(proc)
+        raise
+
+
+async def _talk(proc: asyncio.subprocess.Process, steps: list[dict], hold: bool, nsteps: int,
+                timeout: float):
+    """The steps in, the results out (arun_client's part after the start)."""
     if not hold:
         try:
             out, err = await asyncio.wait_for(proc.communicate(_input(steps, False)), timeout)
@@ -151,3 +164,11 @@ async def arun_client(
         await proc.wait()
         raise ClientError(f"client runner did not reach hold: {lines!r}") from None
     return AsyncHeldClient(proc, _parse(b"".join(lines), b"", None, nsteps))
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill the runner if it still runs and wait until it and its pipes are
+    done: its subprocess transport is closed when this returns."""
+    if proc.returncode is None:
+        proc.kill()
+    await proc.communicate()
