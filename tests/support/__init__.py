@@ -9,8 +9,10 @@ Modules:
 * ``users``     -- the system users the tests need (``openvpn``,
   ``netcfg-test``) (``ensure_users``).
 * ``service``   -- the netcfg service started for one test (``ServiceProcess``).
-* ``client``    -- a standalone D-Bus client runner executed as another UID,
-  plus ``run_client``/``arun_client``/``start_client`` launching it.
+* ``client``    -- ``run_client``/``arun_client``: D-Bus calls made by a
+  standalone client runner executed as another UID (the parts:
+  ``client_runner*`` the runner program, ``client_runtime`` where it runs
+  from, ``client_launch`` starting it, ``client_handles`` a held runner).
 
 Everything here needs root (namespaces, other UIDs, the system-type bus), the
 ``tests/conftest.py`` fails the session early when it is not root.

@@ -123,6 +123,7 @@ class ServiceProcess:
         try:
             while True:
                 if self.proc.poll() is not None:
+                    self._close_output()
                     raise ServiceError(
                         f"netcfg exited with {self.proc.returncode} before owning "
                         f"{NETCFG_BUS_NAME}\n{self.diagnostics()}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A NetworkChange subscriber process for the tests (script + launcher).
 
-Script (needs only dbus_fast; runs as other UIDs like client.py)::
+Script (needs only dbus_fast; runs as other UIDs like client_runner.py)::
 
     subscriber.py --address A [--mask M] [--quiet] [--expect N]
 
@@ -101,7 +101,7 @@ if __name__ == "__main__":
 import shutil as _shutil  # noqa: E402
 import time as _time  # noqa: E402
 
-from .client import _env, _ids, _popen_kw, client_runtime  # noqa: E402
+from .client_runtime import _env, _ids, _popen_kw, client_runtime  # noqa: E402
 
 
 class Subscriber:
