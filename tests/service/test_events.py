@@ -15,6 +15,7 @@ import json
 import os
 
 import pytest
+from dbus_fast import Variant
 
 from support import NETCFG_MANAGER_PATH
 from support.client import arun_client
@@ -97,6 +98,25 @@ async def gdbus_monitor(address: str, user) -> asyncio.subprocess.Process:
     return proc
 
 
+async def glib_sees_broadcasts(proc: asyncio.subprocess.Process, root_bus, path: str) -> None:
+    """Wait until `gdbus monitor` prints a PropertiesChanged of `path`.
+
+    gdbus prints "is owned by" and only then sends its AddMatch: a signal
+    sent right after may beat the match rule (seen on dbus-broker).  Setting
+    a property until gdbus shows one makes sure its match is in effect.
+    """
+    for mtu in range(1300, 1400):
+        await call(root_bus, path, "Set", "ssv", ["net.openvpn.v3.netcfg", "mtu", Variant("q", mtu)],
+                   "org.freedesktop.DBus.Properties")
+        try:
+            while b"PropertiesChanged" not in await asyncio.wait_for(proc.stdout.readline(), 0.1):
+                pass
+            return
+        except asyncio.TimeoutError:
+            continue
+    raise AssertionError("gdbus monitor never showed a PropertiesChanged")
+
+
 def network_changes(messages: list[dict]) -> list[dict]:
     return [m for m in messages if m.get("member") == "NetworkChange"]
 
@@ -166,8 +186,10 @@ async def test_subscriber_list_and_leaving_the_bus(service, bus, users, root_bus
 @pytest.mark.netns(uplink=True)
 async def test_events_filters_order_unicast(service, bus, users, root_bus, netns):
     monitor = await BusMonitor().start(bus.address)
+    glib_bystander = await gdbus_monitor(bus.address, users.unprivileged)
     # Nobody subscribed: nothing may be sent at all.
     quiet = await create_device(root_bus, "quiet", ADDRESSES, NETWORKS)
+    await glib_sees_broadcasts(glib_bystander, root_bus, quiet)
     fd, _ = await establish(root_bus, quiet)
     await call(root_bus, quiet, "Destroy")
     os.close(fd)
@@ -175,7 +197,6 @@ async def test_events_filters_order_unicast(service, bus, users, root_bus, netns
     everything = await Subscriber.start(bus.address, users.openvpn.name, mask=2047)
     routes_only = await Subscriber.start(bus.address, None, mask=ROUTE_ADDED)
     bystander = await Subscriber.start(bus.address, users.unprivileged.name, mask=None)
-    glib_bystander = await gdbus_monitor(bus.address, users.unprivileged)
     path = await create_device(root_bus, "events", ADDRESSES, NETWORKS, reroute_ipv4=True)
     fd, ifname = await establish(root_bus, path)
     await call(root_bus, path, "Disable")
