@@ -7,7 +7,8 @@
 #
 # Sets up first (scripts/setup.sh), then runs bench/run.py (arguments go to
 # it; table on stdout, JSON in bench/results/latest.json) and bench/fanout.py
-# (one line per case; exit 1 if an event was lost).
+# on dbus-daemon, then on dbus-broker (one line per case; exit 1 if an event
+# was lost).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ $(id -u) != 0 ]]; then
@@ -17,5 +18,8 @@ fi
 bash scripts/setup.sh
 .venv/bin/python bench/run.py "$@"
 echo
-echo "NetworkChange fan-out of one Establish (bench/FANOUT.md):"
-exec .venv/bin/python bench/fanout.py
+echo "NetworkChange fan-out of one Establish (bench/FANOUT.md), on dbus-daemon:"
+.venv/bin/python bench/fanout.py
+echo
+echo "The same on dbus-broker (Fedora's and Arch's system bus):"
+exec .venv/bin/python bench/fanout.py --bus dbus-broker
