@@ -10,7 +10,10 @@ import os
 
 import pytest
 
+from support.client import arun_client
 from support.device import call, create_device, establish
+from support.lifecycle import NETWORKS as LIFECYCLE_NETWORKS
+from support.lifecycle import assert_ok, configure_steps, dev_step, mgr_step
 from support.subscriber import Subscriber
 
 DEVICE_ADDED, DEVICE_REMOVED, IPADDR_ADDED, IPADDR_REMOVED = 1, 2, 4, 8
@@ -118,3 +121,46 @@ async def test_link_set_down_by_admin(service, bus, users, root_bus, netns):
     await sub.settle()
     assert all(c[2]["origin"] == "netcfg" for c in sub.changes() if c[0] == DEVICE_REMOVED)
     await sub.close()
+
+
+@pytest.mark.asyncio
+async def test_tun_closed_by_a_living_client_is_external(service, bus, users, root_bus, netns):
+    """The creator (this test's connection) lives on but closes its tun fd:
+    the kernel deletes the link, and that is not netcfg's doing."""
+    sub, path, fd, tun = await setup(bus, root_bus, users, "extclose")
+    os.close(fd)
+    assert await new_changes(sub, 6, 5) == [
+        [ROUTE_REMOVED, tun, route("192.168.100.0", 24, **EXT)],
+        [ROUTE_REMOVED, tun, route("fd00:100::", 48, True, **EXT)],
+        [IPADDR_REMOVED, tun, address("10.8.0.2", 24, **EXT)],
+        [IPADDR_REMOVED, tun, address("fd00:8::2", 64, True, **EXT)],
+        [DEVICE_REMOVED, tun, EXT],
+    ]
+    await call(root_bus, path, "Destroy")
+    await sub.settle()
+    assert len(sub.changes()) == 11
+    await sub.close()
+
+
+@pytest.mark.asyncio
+async def test_tun_gone_with_its_killed_client_is_ours(service, bus, users, root_bus, netns):
+    """A client killed with its tun fd open: the kernel deletes the tun a
+    moment before the bus reports the client gone.  The removal is netcfg's
+    cleanup for the vanished client (origin netcfg), reported once, in
+    teardown order (netcfg/process.py; before it, some runs said external)."""
+    sub = await Subscriber.start(bus.address, users.openvpn.name, mask=2047)
+    steps = [mgr_step("CreateVirtualInterface", "s", ["killed"])]
+    steps += configure_steps({"ref": [0, 0]}) + [dev_step({"ref": [0, 0]}, "Establish")]
+    client = await arun_client(service.bus_address, steps, user=users.openvpn.name, hold=True)
+    try:
+        assert_ok(client.results)
+        added = len(await sub.wait_changes(1 + 2 + len(LIFECYCLE_NETWORKS)))
+    finally:
+        assert await client.kill() == -9
+    removed = await new_changes(sub, added, len(LIFECYCLE_NETWORKS) + 2 + 1)
+    assert [c[0] for c in removed] == [ROUTE_REMOVED] * len(LIFECYCLE_NETWORKS) + [IPADDR_REMOVED] * 2 + [DEVICE_REMOVED]
+    assert all(c[2]["origin"] == "netcfg" for c in removed), removed
+    await sub.settle()
+    assert len(sub.changes()) == added + len(removed)
+    await sub.close()
+    assert "removed by someone else" not in service.log_text()
