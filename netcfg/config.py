@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="auto (default), systemd-resolved, resolv-conf, openresolv, none")
     a("--keep-all-capabilities", action="store_true", default=None,
       help="do not drop capabilities after start-up (by default only CAP_NET_ADMIN, CAP_NET_RAW, "
-      "CAP_DAC_OVERRIDE and CAP_CHOWN are kept; see docs/configuration.md)")
+      "CAP_DAC_OVERRIDE, CAP_CHOWN and CAP_FOWNER are kept; see docs/configuration.md)")
     dns = p.add_mutually_exclusive_group()
     dns.add_argument("--resolv-conf", metavar="FILE", help="manage FILE as resolv.conf (same as --dns-backend resolv-conf)")
     dns.add_argument("--systemd-resolved", action="store_true", default=None,

@@ -15,6 +15,8 @@ Kept (effective, permitted, and the bounding set):
   CAP_NET_RAW      SO_BINDTODEVICE (--redirect-method bind-device)
   CAP_DAC_OVERRIDE resolv.conf / openresolv / state files of other owners
   CAP_CHOWN        give a rewritten resolv.conf its owner back
+  CAP_FOWNER       replace or restore a resolv.conf we do not own (its mode,
+                   or a file in a sticky directory such as /tmp)
 
 No library wraps capset(2) in the standard library; python-prctl and
 libcap-ng's bindings need a C build or Debian's site-packages, for four
@@ -30,9 +32,9 @@ import os
 
 log = logging.getLogger(__name__)
 
-CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_SETPCAP, CAP_NET_ADMIN, CAP_NET_RAW = 0, 1, 8, 12, 13
-KEPT = (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_NET_ADMIN, CAP_NET_RAW)
-NAMES = {CAP_CHOWN: "cap_chown", CAP_DAC_OVERRIDE: "cap_dac_override",
+CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_SETPCAP, CAP_NET_ADMIN, CAP_NET_RAW = 0, 1, 3, 8, 12, 13
+KEPT = (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_NET_ADMIN, CAP_NET_RAW)
+NAMES = {CAP_CHOWN: "cap_chown", CAP_DAC_OVERRIDE: "cap_dac_override", CAP_FOWNER: "cap_fowner",
          CAP_NET_ADMIN: "cap_net_admin", CAP_NET_RAW: "cap_net_raw"}
 
 PR_CAPBSET_DROP = 24

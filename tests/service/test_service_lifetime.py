@@ -170,12 +170,12 @@ def capabilities(pid: int) -> dict[str, int]:
         return {k: int(v, 16) for k, v in (line.split(":") for line in f) if k.startswith("Cap")}
 
 
-KEPT_CAPS = (1 << 0) | (1 << 1) | (1 << 12) | (1 << 13)  # chown, dac_override, net_admin, net_raw
+KEPT_CAPS = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 12) | (1 << 13)  # chown, dac_override, fowner, net_admin, net_raw
 
 
 @pytest.mark.netns(uplink=True)
 async def test_serves_with_only_the_capabilities_it_needs(service, root_bus, netns):
-    """Started as root with every capability, the service keeps four
+    """Started as root with every capability, the service keeps five
     (netcfg/privileges.py), for good: not in the bounding set either, so a
     program it runs (resolvconf) cannot get the others back; and it still
     does its job with them."""
