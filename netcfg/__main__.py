@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from . import config
+from . import config, privileges
 from . import log as logsetup
 
 
@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"netcfg-service: cannot open --log-file {options.log_file}: {e}", file=sys.stderr)
         return 2
+    if not options.keep_all_capabilities:
+        try:  # before any thread exists: capabilities are per thread
+            privileges.drop()
+        except OSError as e:
+            logging.getLogger("netcfg").critical("cannot drop capabilities: %s", e)
+            return 3
     from .bus.service import main as serve  # after logging: it imports the bus library
 
     try:

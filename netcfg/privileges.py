@@ -71,11 +71,17 @@ def _last_cap() -> int:
 def drop(kept: tuple[int, ...] = KEPT) -> None:
     """Shrink this process's capabilities to `kept` (or what it has of them), for good.
 
+    Capabilities belong to each thread, and a new thread copies its
+    creator's: so this must run while the process has one thread, before
+    asyncio's worker threads exist (`python -m netcfg` calls it first thing).
     Order matters: the bounding set can only be shrunk while we still hold
     CAP_SETPCAP, so it goes first; capset() then drops the rest.  Raises
-    OSError if the kernel refuses (the caller stops: running with more
-    privilege than documented is not an option).
+    OSError if the kernel refuses or other threads exist (the caller stops:
+    running with more privilege than documented is not an option).
     """
+    threads = len(os.listdir("/proc/self/task"))
+    if threads != 1:
+        raise OSError(errno.EBUSY, f"{threads} threads: capabilities are per thread, drop them before any starts")
     have = _mask("CapPrm")
     if have & (1 << CAP_SETPCAP):
         for cap in range(_last_cap() + 1):

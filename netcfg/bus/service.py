@@ -17,7 +17,6 @@ import time
 from dbus_fast import Message, MessageType, NameFlag, RequestNameReply
 
 from .. import log as levels
-from .. import privileges
 from ..config import Options
 from ..dco.probe import dco_available
 from ..dns.order import DnsManager
@@ -117,11 +116,6 @@ class Service:
         # other netcfg manages this namespace.  Calls wait for `ready`.
         await self.dns.start()  # restores what a killed run left (resolv.conf, resolved links)
         await registry.recover()
-        if not opts.keep_all_capabilities:
-            try:  # every socket is open and the journal undone: serve with less
-                privileges.drop()
-            except OSError as e:
-                raise StartupError(f"cannot drop capabilities: {e}") from None
         # What exists now (modules, classes, the bus) lives as long as we do:
         # out of the collector's sight, a full collection during an event
         # burst scans only what the burst made (measured, 10,000 routes x 10

@@ -166,8 +166,14 @@ async def test_no_idle_exit_while_a_socket_is_protected(service_factory, root_bu
 
 
 def capabilities(pid: int) -> dict[str, int]:
-    with open(f"/proc/{pid}/status") as f:
-        return {k: int(v, 16) for k, v in (line.split(":") for line in f) if k.startswith("Cap")}
+    """The capability sets of the process, checked to be the same in every
+    thread (they belong to each thread; asyncio's workers run tun and DNS work)."""
+    per_thread = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            per_thread.append({k: int(v, 16) for k, v in (line.split(":") for line in f) if k.startswith("Cap")})
+    assert all(t == per_thread[0] for t in per_thread), per_thread
+    return per_thread[0]
 
 
 KEPT_CAPS = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 12) | (1 << 13)  # chown, dac_override, fowner, net_admin, net_raw
@@ -179,13 +185,14 @@ async def test_serves_with_only_the_capabilities_it_needs(service, root_bus, net
     (netcfg/privileges.py), for good: not in the bounding set either, so a
     program it runs (resolvconf) cannot get the others back; and it still
     does its job with them."""
-    caps = capabilities(service.pid)
-    assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == KEPT_CAPS
-    assert caps["CapInh"] == caps["CapAmb"] == 0
     nc = Netcfg(root_bus)
-    fds, paths = await establish_two(nc)
+    fds, paths = await establish_two(nc)  # tun fds are opened in worker threads
     try:
         assert_established(netns, fds)
+        assert len(os.listdir(f"/proc/{service.pid}/task")) > 1
+        caps = capabilities(service.pid)
+        assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == KEPT_CAPS
+        assert caps["CapInh"] == caps["CapAmb"] == 0
     finally:
         for p in paths:
             await nc.destroy(p)
