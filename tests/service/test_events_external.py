@@ -35,6 +35,17 @@ def address(ip: str, prefix: int, v6: bool = False, **extra) -> dict:
             **extra}
 
 
+def link_gone_externally(tun: str) -> list[list]:
+    """What subscribers hear when the tun of `setup`'s device vanishes under us."""
+    return [
+        [ROUTE_REMOVED, tun, route("192.168.100.0", 24, **EXT)],
+        [ROUTE_REMOVED, tun, route("fd00:100::", 48, True, **EXT)],
+        [IPADDR_REMOVED, tun, address("10.8.0.2", 24, **EXT)],
+        [IPADDR_REMOVED, tun, address("fd00:8::2", 64, True, **EXT)],
+        [DEVICE_REMOVED, tun, EXT],
+    ]
+
+
 async def setup(bus, root_bus, users, name: str):
     sub = await Subscriber.start(bus.address, users.openvpn.name, mask=2047)
     path = await create_device(root_bus, name, ADDRESSES, NETWORKS)
@@ -74,13 +85,7 @@ async def test_route_and_address_deleted_by_admin(service, bus, users, root_bus,
 async def test_link_deleted_by_admin(service, bus, users, root_bus, netns):
     sub, path, fd, tun = await setup(bus, root_bus, users, "extlink")
     netns.ip("link", "del", tun)
-    assert await new_changes(sub, 6, 5) == [
-        [ROUTE_REMOVED, tun, route("192.168.100.0", 24, **EXT)],
-        [ROUTE_REMOVED, tun, route("fd00:100::", 48, True, **EXT)],
-        [IPADDR_REMOVED, tun, address("10.8.0.2", 24, **EXT)],
-        [IPADDR_REMOVED, tun, address("fd00:8::2", 64, True, **EXT)],
-        [DEVICE_REMOVED, tun, EXT],
-    ]
+    assert await new_changes(sub, 6, 5) == link_gone_externally(tun)
     await call(root_bus, path, "Destroy")  # only the exclude route was left, and it is not reported (spec 8)
     os.close(fd)
     await sub.settle()
@@ -129,13 +134,7 @@ async def test_tun_closed_by_a_living_client_is_external(service, bus, users, ro
     the kernel deletes the link, and that is not netcfg's doing."""
     sub, path, fd, tun = await setup(bus, root_bus, users, "extclose")
     os.close(fd)
-    assert await new_changes(sub, 6, 5) == [
-        [ROUTE_REMOVED, tun, route("192.168.100.0", 24, **EXT)],
-        [ROUTE_REMOVED, tun, route("fd00:100::", 48, True, **EXT)],
-        [IPADDR_REMOVED, tun, address("10.8.0.2", 24, **EXT)],
-        [IPADDR_REMOVED, tun, address("fd00:8::2", 64, True, **EXT)],
-        [DEVICE_REMOVED, tun, EXT],
-    ]
+    assert await new_changes(sub, 6, 5) == link_gone_externally(tun)
     await call(root_bus, path, "Destroy")
     await sub.settle()
     assert len(sub.changes()) == 11
