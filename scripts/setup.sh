@@ -87,9 +87,14 @@ if ! command -v dbus-broker-launch >/dev/null && [[ ! -x $BROKER_ROOT/usr/bin/db
     debs="$(mktemp -d)"
     chmod 777 "$debs"  # apt's download runs as _apt
     if [[ -z ${_APT_UPDATED:-} ]]; then apt-get update -qq >/dev/null; _APT_UPDATED=1; fi
-    (cd "$debs" && apt-get download -qq dbus-broker >/dev/null 2>&1) || die "apt-get download dbus-broker failed"
-    mkdir -p "$BROKER_ROOT"
-    dpkg-deb -x "$debs"/dbus-broker_*.deb "$BROKER_ROOT" || die "dpkg-deb -x dbus-broker failed"
+    # Not fatal: only the dbus-broker tests need it (they fail, saying so).
+    if (cd "$debs" && apt-get download -qq dbus-broker >/dev/null 2>&1) \
+            && mkdir -p "$BROKER_ROOT" && dpkg-deb -x "$debs"/dbus-broker_*.deb "$BROKER_ROOT"; then
+        :
+    else
+        say "WARNING: could not fetch dbus-broker; tests/service/test_on_dbus_broker.py will fail"
+        rm -rf "$BROKER_ROOT"
+    fi
     rm -rf "$debs"
 fi
 
