@@ -5,7 +5,7 @@ a test or bench can run its clients against either.  dbus-broker-launch is
 built to be started by systemd: it takes its listening socket from socket
 activation, logs to journald's socket and connects to the system bus at
 /run/dbus/system_bus_socket.  Here it runs in its own mount namespace in
-which a tmpfs holds a stand-in journal socket (a datagram reader writing to
+which a tmpfs on /run holds a stand-in journal socket (a datagram reader writing to
 the bus's log file) and /run/dbus/system_bus_socket points at our socket;
 `systemd-socket-activate` does the socket activation.  Nothing of the host's
 /run or /usr is touched.
@@ -58,9 +58,8 @@ class BrokerBus(BusDaemon):
         self.config_path.write_text(self.config_text())
         script = "\n".join([
             "set -e",
+            "mount -t tmpfs tmpfs /run",  # this namespace's own /run: the host's is not touched
             "mkdir -p /run/systemd/journal /run/dbus",
-            "mount -t tmpfs tmpfs /run/systemd/journal",
-            "mount -t tmpfs tmpfs /run/dbus",
             # The launcher execs /usr/bin/dbus-broker: a read-only overlay
             # shows the unpacked binaries there, in this namespace only.
             f"mount -t overlay overlay -o lowerdir={UNPACKED}:/usr/bin /usr/bin" if _unpacked() else ":",
