@@ -77,10 +77,6 @@ class BrokerBus(BusDaemon):
         deadline = time.monotonic() + timeout
         while True:  # the socket exists at once; the broker answers once it is up
             try:
-                os.chmod(self.socket_path, 0o666)  # clients run as other users too
-            except FileNotFoundError:
-                pass
-            try:
                 out = subprocess.run(["busctl", f"--address={self.address}", "call", "org.freedesktop.DBus",
                                       "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId"],
                                      capture_output=True, timeout=2)
@@ -91,6 +87,9 @@ class BrokerBus(BusDaemon):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self._fail("dbus-broker did not come up")
             time.sleep(0.05)
+        # systemd-socket-activate makes the socket 0755: clients run as other
+        # users too.  Only now is it sure to exist (busctl got through it).
+        os.chmod(self.socket_path, 0o666)
         return self
 
     @property
