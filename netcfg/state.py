@@ -91,10 +91,9 @@ class Journal:
     def read(self, key: str) -> list | None:
         """The objects journaled under `key`, None if there is no file."""
         try:
-            data = json.loads(self._file(key).read_text(encoding="utf-8"))
+            return _load(self._file(key))[1]
         except FileNotFoundError:
             return None
-        return decode_all(data["objects"])
 
     def remove(self, key: str) -> None:
         try:
@@ -107,12 +106,18 @@ class Journal:
         found = {}
         for path in sorted(self.dir.glob("ledger-*.json")):
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                found[data["key"]] = decode_all(data["objects"])
+                key, objects = _load(path)
+                found[key] = objects
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.error("unreadable journal %s (%s); moved aside", path, e)
                 path.rename(path.with_suffix(".broken"))
         return found
+
+
+def _load(path: Path) -> tuple[str, list]:
+    """One journal file: its ledger key and objects."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data["key"], decode_all(data["objects"])
 
 
 class NullJournal:
