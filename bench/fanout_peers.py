@@ -1,6 +1,6 @@
 """The other processes of bench/fanout.py: a subscriber and a call prober.
 
-    fanout_peers.py subscriber --address A --expect N [--mask M] [--kind handler|proxy --path P]
+    fanout_peers.py subscriber --address A --expect N [--mask M] [--kind handler|proxy --path P] [--match]
     fanout_peers.py prober --address A [--interval 0.005]
 
 Each prints JSON lines on stdout and ends at EOF on stdin (the bench closes
@@ -13,7 +13,9 @@ NetworkChange, whatever the device path; what a client watching all
 devices writes with dbus-fast) or by a proxy interface's
 on_network_change (--kind proxy: the device at --path only; dbus-fast
 adds a match rule, checks the sender and unpacks the body); prints {"done": ..} when N have arrived and {"final": ..} at EOF
-(a count above N there means duplicates).
+(a count above N there means duplicates).  --match adds a match rule on
+interface and member to a handler: the broadcast floor's signals (no
+destination) reach only subscribers with one.
 prober: calls Get(version) on the manager every --interval seconds and, at
 EOF, prints [[start, latency], ...] for every call.
 """
@@ -63,7 +65,7 @@ INTROSPECTION = f"""<node><interface name="{IFACE}">
 </interface></node>"""
 
 
-async def subscriber(address: str, expect: int, mask: int, kind: str, path: str) -> None:
+async def subscriber(address: str, expect: int, mask: int, kind: str, path: str, match: bool) -> None:
     bus = await MessageBus(bus_address=address).connect()
     state = {"count": 0, "first": None, "last": None, "done": False}
 
@@ -91,6 +93,10 @@ async def subscriber(address: str, expect: int, mask: int, kind: str, path: str)
             return None
 
         bus.add_message_handler(on_message)
+        if match:
+            await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                   interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+                                   body=[f"type='signal',interface='{IFACE}',member='NetworkChange'"]))
     reply = await bus.call(Message(destination=NAME, path=MANAGER, interface=IFACE,
                                    member="NotificationSubscribe", signature="u", body=[mask]))
     if reply.message_type is not MessageType.METHOD_RETURN:
@@ -130,9 +136,10 @@ def main() -> None:
     p.add_argument("--interval", type=float, default=0.005)
     p.add_argument("--kind", choices=("handler", "proxy"), default="handler")
     p.add_argument("--path", help="the device's object path (--kind proxy)")
+    p.add_argument("--match", action="store_true", help="--kind handler: add a match rule (broadcast signals)")
     a = p.parse_args()
     if a.role == "subscriber":
-        asyncio.run(subscriber(a.address, a.expect, a.mask, a.kind, a.path))
+        asyncio.run(subscriber(a.address, a.expect, a.mask, a.kind, a.path, a.match))
     else:
         asyncio.run(prober(a.address, a.interval))
 
