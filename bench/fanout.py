@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/fanout.py [--routes 1000,10000] [--subscribers 1,10]
                                      [--repeat 1] [--subscriber handler|proxy]
+                                     [--floor unicast,broadcast | --no-floor]
                                      [--timeline] [--profile DIR] [--json]
 
 As root.  Starts a private system-type dbus-daemon, a network namespace and
@@ -20,13 +21,24 @@ bench/FANOUT.md):
          fanout_call_p99_ms=.. fanout_call_max_ms=.. fanout_calls=..
          cpu_{service,daemon,subscribers,others,machine,steal}_s=..
          fanout_cpu_{...}_s=.. fanout_daemon_sleeps=.. fanout_cpu_foreign_s=..
-         daemon_sleeps=.. load1=..
+         daemon_sleeps=.. load1=.. bus=.. floor_unicast_deliveries_per_s=..
+         floor_broadcast_deliveries_per_s=.. floor_lost=.. ratio=..
+         ratio_end_to_end=..
 
 total_s runs from the Establish call to the last event at the slowest
 subscriber (it includes installing the routes: establish_reply_s);
 fanout_s from the first event at any subscriber to that last one; lost
 counts events that never arrived (60 s without progress); cpu_*_s is the
 CPU time used meanwhile, fanout_cpu_*_s the same during fanout_s alone.
+The floor (--floor, default both) is measured right before or after each
+case (alternately per repetition), on the same bus, without netcfg:
+fanout_floor.py's emitter sends the same R + 2 ROUTE_ADDED-shaped signals
+to N new subscriber processes (message handlers, even with --subscriber
+proxy), unicast (netcfg's bytes, event after event) then broadcast (notes
+1.4).  ratio = fanout_deliveries_per_s / the unicast floor's rate, so that
+the machine's speed, which moves by ~50%, largely cancels out;
+ratio_end_to_end = deliveries_per_s / the same.  Exit code 1 if any event
+was lost, the floor's included.
 Environment: FANOUT_KEEP=1 keeps the temporary directory (service log);
 FANOUT_SPY_RATE, FANOUT_SPY_FORMAT (raw|speedscope), FANOUT_SPY_IDLE=1
 tune --profile.
@@ -52,6 +64,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from dbus_fast import Message, MessageType, Variant  # noqa: E402
 from dbus_fast.aio import MessageBus  # noqa: E402
 
+import fanout_floor  # noqa: E402  (bench/ is on sys.path: this script's directory)
 from support.brokerbus import BrokerBus  # noqa: E402
 from support.busdaemon import BusDaemon  # noqa: E402
 from support.netns import Netns  # noqa: E402
@@ -78,6 +91,7 @@ class Peer:
 
     def __init__(self, proc) -> None:
         self.proc = proc
+        self.name = ""  # its unique name on the bus
 
     @classmethod
     async def start(cls, *args: str) -> "Peer":
@@ -87,6 +101,7 @@ class Peer:
         ready = await peer.line(30)
         if "ready" not in ready:
             raise RuntimeError(f"peer {args[0]}: {ready}")
+        peer.name = ready["ready"]
         return peer
 
     async def line(self, timeout: float) -> dict:
@@ -263,6 +278,59 @@ async def one_case(address: str, routes: int, subscribers: int, index: int, pids
     }
 
 
+async def floor(address: str, mode: str, events: int, subscribers: int) -> dict:
+    """The bus alone: `events` NetworkChange signals per subscriber, no netcfg.
+
+    fanout_floor.py's emitter (a bare dbus-fast connection) sends them,
+    shaped like netcfg's ROUTE_ADDED, to subscriber processes of the same
+    program as netcfg's (handlers: a proxy would drop signals whose sender
+    is not netcfg).  mode "unicast-raw": one message per (event, subscriber),
+    netcfg's bytes event after event, i.e. what netcfg must send at best;
+    "broadcast": one message per event, the bus copies it to the
+    subscribers' match rules (what notes 1.4 measured).  The rate is over
+    first event at any subscriber -> last one, as fanout_deliveries_per_s.
+    """
+    subs = await asyncio.gather(*(Peer.start("subscriber", "--address", address, "--expect", str(events),
+                                             *(["--match"] if mode == "broadcast" else []))
+                                  for _ in range(subscribers)))
+    emitter, _ = await fanout_floor.start("emitter", "--address", address, "--signals", str(events),
+                                          "--mode", mode)
+    try:
+        await asyncio.sleep(0.05)
+        emitter.stdin.write((json.dumps([s.name for s in subs]) + "\n").encode())  # "go"
+        await emitter.stdin.drain()
+        done = await asyncio.gather(*(wait_done(s) for s in subs))
+    finally:
+        emitter.kill()
+        await emitter.wait()
+    finals = [await s.finish() for s in subs]
+    t_end = max((d.get("last") or 0.0) for d in done)
+    t_first = min((d.get("first") or t_end) for d in done)
+    delivered = sum(min(f.get("final", 0), events) for f in finals)
+    return {"deliveries_per_s": round(delivered / (t_end - t_first)) if t_end > t_first else 0,
+            "lost": events * subscribers - delivered}
+
+
+async def floors(address: str, modes: list[str], routes: int, subscribers: int) -> dict:
+    """The floors of one case (--floor) and netcfg's rates as fractions of the unicast one."""
+    out, lost = {}, 0
+    for mode in modes:
+        r = await floor(address, "unicast-raw" if mode == "unicast" else mode, routes + 2, subscribers)
+        out[f"floor_{mode}_deliveries_per_s"] = r["deliveries_per_s"]
+        lost += r["lost"]
+    if modes:
+        out["floor_lost"] = lost
+    return out
+
+
+def ratios(result: dict) -> dict:
+    floor_rate = result.get("floor_unicast_deliveries_per_s")
+    if not floor_rate:
+        return {}
+    return {"ratio": round(result["fanout_deliveries_per_s"] / floor_rate, 2),
+            "ratio_end_to_end": round(result["deliveries_per_s"] / floor_rate, 2)}
+
+
 def print_timeline(sampler: "CpuSampler", t0: float, t_reply: float, t_first: float, t_end: float,
                    step: float = 0.05) -> None:
     """CPU of each group per `step` seconds from the Establish call to the last event (--timeline)."""
@@ -318,10 +386,16 @@ async def run(args) -> int:
     try:
         await svc.start()
         index = 0
-        for _ in range(args.repeat):
+        for rep in range(args.repeat):
             for routes in args.routes:
                 for subscribers in args.subscribers:
                     index += 1
+                    # The floor right before or after netcfg's run, alternately
+                    # from one repetition to the next: a burst of other load
+                    # hits both, and neither always runs on the heels of the other.
+                    floor_first = rep % 2 == 1
+                    if floor_first:
+                        base = await floors(bus.address, args.floor, routes, subscribers)
                     spy = profiler(args.profile, svc.pid, f"r{routes}-s{subscribers}-{index}")
                     result = await one_case(bus.address, routes, subscribers, index,
                                             {"service": svc.pid, "daemon": bus.daemon_pid}, args.subscriber,
@@ -329,7 +403,11 @@ async def run(args) -> int:
                     if spy:
                         spy.send_signal(2)  # SIGINT: py-spy writes its file
                         spy.wait()
+                    if not floor_first:
+                        base = await floors(bus.address, args.floor, routes, subscribers)
                     result["bus"] = args.bus
+                    result.update(base)
+                    result.update(ratios(result))
                     results.append(result)
                     print(json.dumps(result) if args.json else line(result), flush=True)
         await svc.assert_healthy()
@@ -342,7 +420,14 @@ async def run(args) -> int:
             print(f"kept {directory}", file=sys.stderr)
         else:
             shutil.rmtree(directory, ignore_errors=True)
-    return 1 if any(r["lost"] for r in results) else 0
+    return 1 if any(r["lost"] or r.get("floor_lost") for r in results) else 0
+
+
+def floor_modes(text: str) -> list[str]:
+    modes = [m for m in text.split(",") if m]
+    if set(modes) - {"unicast", "broadcast"}:
+        raise argparse.ArgumentTypeError("unicast, broadcast or both")
+    return modes
 
 
 def main() -> int:
@@ -357,6 +442,10 @@ def main() -> int:
     p.add_argument("--log-level", type=int, default=4, help="the service's --log-level (default 4)")
     p.add_argument("--subscriber", choices=("handler", "proxy"), default="handler",
                    help="how the subscriber processes listen (bench/fanout_peers.py --kind)")
+    p.add_argument("--floor", type=floor_modes, default=["unicast", "broadcast"], metavar="MODES",
+                   help="the bus's own rates measured next to each case, without netcfg: unicast "
+                   "(ratio = netcfg's fan-out rate / this), broadcast (notes 1.4); default both")
+    p.add_argument("--no-floor", dest="floor", action="store_const", const=[], help="no floor (faster)")
     p.add_argument("--timeline", action="store_true",
                    help="print each process group's CPU (percent of one core) per 50 ms, on stderr")
     p.add_argument("--json", action="store_true", help="one JSON object per case")
