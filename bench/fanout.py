@@ -284,8 +284,9 @@ async def floor(address: str, mode: str, events: int, subscribers: int) -> dict:
     fanout_floor.py's emitter (a bare dbus-fast connection) sends them,
     shaped like netcfg's ROUTE_ADDED, to subscriber processes of the same
     program as netcfg's (handlers: a proxy would drop signals whose sender
-    is not netcfg).  mode "unicast-raw": one message per (event, subscriber),
-    netcfg's bytes event after event, i.e. what netcfg must send at best;
+    is not netcfg; the emitter's request for netcfg's name is only queued).
+    mode "unicast-raw": one message per (event, subscriber), netcfg's bytes
+    event after event: what netcfg must send, without netcfg's own work;
     "broadcast": one message per event, the bus copies it to the
     subscribers' match rules (what notes 1.4 measured).  The rate is over
     first event at any subscriber -> last one, as fanout_deliveries_per_s.
@@ -312,7 +313,7 @@ async def floor(address: str, mode: str, events: int, subscribers: int) -> dict:
 
 
 async def floors(address: str, modes: list[str], routes: int, subscribers: int) -> dict:
-    """The floors of one case (--floor) and netcfg's rates as fractions of the unicast one."""
+    """The floors of one case (--floor), one after the other."""
     out, lost = {}, 0
     for mode in modes:
         r = await floor(address, "unicast-raw" if mode == "unicast" else mode, routes + 2, subscribers)
@@ -324,6 +325,7 @@ async def floors(address: str, modes: list[str], routes: int, subscribers: int) 
 
 
 def ratios(result: dict) -> dict:
+    """netcfg's rates as fractions of the unicast floor's, when there is one."""
     floor_rate = result.get("floor_unicast_deliveries_per_s")
     if not floor_rate:
         return {}
