@@ -53,6 +53,7 @@ class DcoChannel:
     @classmethod
     async def create(cls, nl: Netlink, journal, key: str, ifname: str) -> "DcoChannel":
         """Resolve the family, create the link, join the notifications; all or nothing."""
+        check_ifname(ifname)
         try:
             family = await available_family()
         except KernelRefused as e:
@@ -60,7 +61,7 @@ class DcoChannel:
         if family is None:
             raise StateError("Error creating ovpn-dco device: this kernel has no data channel offload "
                              "(neither the ovpn-dco-v2 nor the ovpn module); DcoAvailable says so")
-        link = TunLink(0, check_ifname(ifname), family.link_kind)
+        link = TunLink(0, ifname, family.link_kind)
         self = cls(family, link, Ledger(f"{key}.dco", nl, journal))
         try:
             await self.ledger.apply([link])
