@@ -35,29 +35,42 @@ def swapped(key_b64: str) -> DataKey:
     return DataKey.from_wire(0, base64.b64encode(msg.SerializeToString()).decode())
 
 
-async def main(ifname, local_ip, peer_ip, port, peer_id, cidr, key_b64) -> None:
-    family = DcoV2()
+def make_link(ifname: str, cidr: str, kind: str) -> int:
+    # pyroute2's sync IPRoute runs its own event loop: outside asyncio.run.
     with IPRoute() as ipr:
-        ipr.link("add", ifname=ifname, kind=family.link_kind)
+        ipr.link("add", ifname=ifname, kind=kind)
         ifindex = ipr.link_lookup(ifname=ifname)[0]
         address, prefix = cidr.split("/")
         ipr.addr("add", index=ifindex, address=address, prefixlen=int(prefix))
         ipr.link("set", index=ifindex, state="up")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((local_ip, int(port)))
-    sock.connect((peer_ip, int(port)))
-    sa = socket.AF_INET.to_bytes(2, sys.byteorder) + int(port).to_bytes(2, "big") + socket.inet_aton(peer_ip) + bytes(8)
+    return ifindex
+
+
+async def add_peer(ifindex: int, sock: socket.socket, sa: bytes, peer_id: int, key_b64: str) -> None:
+    family = DcoV2()
     genl = await GenlSocket.open(family.name)
-    peer = PeerRequest.from_wire(int(peer_id), base64.b64encode(sa).decode(), 16, "", "")
+    peer = PeerRequest.from_wire(peer_id, base64.b64encode(sa).decode(), 16, "", "")
     await genl.request(*family.new_peer(ifindex, peer, sock.fileno()), "new peer")
     await genl.request(*family.new_key(ifindex, swapped(key_b64)), "new key")
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    genl.close()
-    sock.close()
-    with IPRoute() as ipr:
-        ipr.link("del", index=ifindex)
+    genl.close()  # the peer stays: it lives as long as the link
+
+
+def main(ifname, local_ip, peer_ip, port, peer_id, cidr, key_b64) -> None:
+    ifindex = make_link(ifname, cidr, DcoV2.link_kind)
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((local_ip, int(port)))
+        sock.connect((peer_ip, int(port)))
+        sa = (socket.AF_INET.to_bytes(2, sys.byteorder) + int(port).to_bytes(2, "big")
+              + socket.inet_aton(peer_ip) + bytes(8))
+        asyncio.run(add_peer(ifindex, sock, sa, int(peer_id), key_b64))
+        print("ready", flush=True)
+        sys.stdin.read()  # the test closes our stdin when it is done
+        sock.close()
+    finally:
+        with IPRoute() as ipr:
+            ipr.link("del", index=ifindex)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:]))
+    main(*sys.argv[1:])

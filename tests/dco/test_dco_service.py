@@ -175,8 +175,8 @@ async def test_only_the_owner_drives_the_data_channel(service, netns, root_bus, 
     path, dco = await dco_device(nc)
     steps = [dev_step(dco, "SwapKeys", "u", [PEER_ID]), dev_step(dco, "NewKey", "us", [0, key_config()]),
              dev_step(dco, "GetPipeFD")]
-    client = await arun_client(service.bus_address, steps, user=users.openvpn.name)
-    assert [r.get("error") for r in client.results] == [ACCESS_DENIED] * 3, client.results
+    results = await arun_client(service.bus_address, steps, user=users.openvpn.name)
+    assert [r.get("error") for r in results] == [ACCESS_DENIED] * 3, results
     await nc.call(path, "Destroy")
 
 
@@ -184,8 +184,8 @@ async def test_every_ending_deletes_the_link(service_factory, netns, bus, users)
     """The client leaving the bus, and the service killed and started again."""
     svc = await service_factory()
     steps = [mgr_step("CreateVirtualInterface", "s", ["gone"]), dev_step({"ref": [0, 0]}, "EnableDCO", "s", [IFNAME])]
-    client = await arun_client(svc.bus_address, steps, user=users.openvpn.name)
-    assert all(r.get("ok") for r in client.results), client.results
+    results = await arun_client(svc.bus_address, steps, user=users.openvpn.name)
+    assert all(r.get("ok") for r in results), results
     await wait_until(lambda: netns.link(IFNAME) is None, 15)
 
     conn = await MessageBus(bus_address=svc.bus_address, negotiate_unix_fd=True).connect()
