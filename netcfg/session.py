@@ -224,9 +224,9 @@ class Session:
         ifindex = await link.lookup(self.ctx.nl, ifname)
         if self.dco is None:
             new_link = TunLink(ifindex, ifname)
-            ledger.record([new_link])
-        else:  # the DCO link is in its channel's ledger: Disable or a new Establish keeps it
-            new_link = TunLink(ifindex, ifname, self.dco.link.link_kind)
+        else:  # listed for foreign.py, deleted only by its channel's ledger (at Destroy)
+            new_link = TunLink(ifindex, ifname, self.dco.link.link_kind, borrowed=True)
+        ledger.record([new_link])
         self.ctx.note_tunnel(self, ifindex)
         await link.configure(self.ctx.nl, new_link, self.config.mtu, self.config.txqueuelen)
         await ledger.apply([AddressOnLink(ifindex, a) for a in self.config.addresses])
@@ -261,11 +261,10 @@ class Session:
     async def _undo(self, ledger: Ledger, old_link: TunLink | None, keep_link: bool = False) -> None:
         routes = ledger.objects(Route)
         addresses = ledger.objects(AddressOnLink)
-        was_up = old_link is not None and self.state is State.ESTABLISHED
-        # A tun's ledger starts with its link; a DCO link lives in its channel's.
+        was_up = ledger.objects(TunLink) and self.state is State.ESTABLISHED
         keep = 1 if keep_link and ledger.entries and isinstance(ledger.entries[0], TunLink) else 0
         errors = await ledger.undo(since=keep)
-        if keep_link and old_link is not None:
+        if keep and old_link is not None:
             await link.set_down(self.ctx.nl, old_link)
         if was_up and old_link is not None:
             await self._emit_removed(old_link.ifname, routes, addresses)

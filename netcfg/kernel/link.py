@@ -25,12 +25,15 @@ class TunLink:
     """A kernel link netcfg created.  Identity: ifindex and name, and kind.
 
     ifindex 0: not known when journaled (a DCO link is journaled before it is
-    created); such a link is found by name.
+    created); such a link is found by name.  borrowed: listed in a device's
+    Establish ledger so that foreign.py sees it, but created and deleted by
+    another ledger (a DCO link outlives Disable and a second Establish).
     """
 
     ifindex: int
     ifname: str
     link_kind: str = "tun"  # IFLA_INFO_KIND: tun, ovpn-dco, ovpn (not `kind`: the journal uses that key)
+    borrowed: bool = False
 
     def __str__(self) -> str:
         return f"link {self.ifname} (#{self.ifindex})" if self.ifindex else f"link {self.ifname}"
@@ -48,7 +51,7 @@ async def create(nl: Netlink, links: list[TunLink]) -> list[tuple[TunLink, Kerne
     """Create DCO links (a tun exists before it is recorded: nothing to do)."""
     failed = []
     for link in links:
-        if link.link_kind == "tun":
+        if link.link_kind == "tun" or link.borrowed:
             continue
         try:
             async with refused("create", link):
@@ -78,6 +81,8 @@ async def remove(nl: Netlink, links: list[TunLink]) -> list[tuple[TunLink, Kerne
     """Delete each link that is still our tun; go on past a refusal, report them."""
     failed = []
     for link in links:
+        if link.borrowed:
+            continue
         try:
             ifindex = await _still_ours(nl, link)
             if ifindex is None:

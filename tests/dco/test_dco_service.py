@@ -199,3 +199,40 @@ async def test_every_ending_deletes_the_link(service_factory, netns, bus, users)
     assert link_kind(netns, IFNAME) == "ovpn-dco"  # nobody is left to delete it...
     await service_factory(extra_args=["--state-dir", str(svc.state_dir)])  # ...until the next start
     assert netns.link(IFNAME) is None  # recovery runs before the name is owned
+
+
+async def test_events_of_a_dco_device_and_its_link_deleted_by_an_admin(service, netns, root_bus, bus, users):
+    """Establish, Disable and Establish again announce the DCO link like a tun
+    (spec 8 order); `ip link del` by an admin is reported with origin
+    external, and Destroy afterwards neither fails nor reports it again."""
+    from support.subscriber import Subscriber
+
+    sub = await Subscriber.start(bus.address, users.openvpn.name, mask=2047)
+    nc = Netcfg(root_bus)
+    path, dco = await dco_device(nc)
+    await nc.set(path, "layer", "u", 3)
+    await nc.call(path, "AddIPAddress", "susb", ["10.8.0.1", 24, "10.8.0.2", False])
+    await nc.call(path, "AddNetworks", "a(suibb)", [[("10.9.0.0", 24, -1, False, False)]])
+    await nc.call(path, "SetRemoteAddress", "sb", [ROUTER_V4, False])
+    ours, ext = {"origin": "netcfg"}, {"origin": "external"}
+    addr = {"ip_address": "10.8.0.1", "prefix": "24", "prefix_size": "24", "ip_version": "4"}
+    net = {"ip_version": "4", "subnet": "10.9.0.0", "prefix": "24", "prefix_size": "24"}
+    up = [[1, IFNAME, ours], [4, IFNAME, {**addr, **ours}], [16, IFNAME, {**net, "gateway": "10.8.0.2", **ours}]]
+    down = [[32, IFNAME, {**net, **ours}], [8, IFNAME, {**addr, **ours}], [2, IFNAME, ours]]
+    try:
+        await nc.call(path, "Establish")
+        assert await sub.wait_changes(3) == up
+        await nc.call(path, "Disable")
+        assert (await sub.wait_changes(6))[3:] == down
+        assert link_kind(netns, IFNAME) == "ovpn-dco" and "UP" not in netns.link(IFNAME)["flags"]
+        await nc.call(path, "Establish")
+        assert (await sub.wait_changes(9))[6:] == up
+        netns.ip("link", "del", IFNAME)
+        gone = [[32, IFNAME, {**net, **ext}], [8, IFNAME, {**addr, **ext}], [2, IFNAME, ext]]
+        assert (await sub.wait_changes(12, timeout=30))[9:] == gone
+        await nc.call(path, "Destroy")
+        await sub.settle(1.0)
+        assert len(sub.changes()) == 12
+        assert "teardown incomplete" not in service.log_text()
+    finally:
+        await sub.close()
