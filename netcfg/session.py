@@ -18,6 +18,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from . import exclude
+from .dco.channel import DcoChannel
 from .errors import InvalidArgument, StateError
 from .events import Change, ChangeType, address_details, route_details
 from .kernel import link, tun
@@ -79,6 +80,7 @@ class Session:
         self.state = State.NEW
         self.ledger: Ledger | None = None
         self.link: TunLink | None = None
+        self.dco: DcoChannel | None = None  # EnableDCO: the device is a DCO link, not a tun
         self.dns = ctx.dns.new_settings()
         self.lock = asyncio.Lock()  # one change at a time per device
         self._generation = 0
@@ -102,6 +104,18 @@ class Session:
         self.check_room_for_networks(len(networks))
         self.config.networks.extend(networks)
 
+    @property
+    def dco_path(self) -> str:
+        return self.path + "/dco"
+
+    def object_paths(self) -> list[str]:
+        return [self.path, self.dco_path] if self.dco is not None else [self.path]
+
+    def dco_channel(self) -> DcoChannel:
+        if self.dco is None or self.state is State.DESTROYED:
+            raise StateError("the DCO device is gone")
+        return self.dco
+
     def gateway(self, ipv6: bool) -> str:
         """The VPN gateway of the last address of that family (spec 8)."""
         for address in reversed(self.config.addresses):
@@ -109,11 +123,30 @@ class Session:
                 return address.gateway
         return ""
 
+    # -- EnableDCO --
+
+    async def enable_dco(self, ifname: str) -> None:
+        """Make this device a DCO link named `ifname` (spec 11).  Before
+        Establish, and once: the link is what Establish will configure."""
+        async with self.lock:
+            if self.state is State.DESTROYED:
+                raise StateError("device was destroyed")
+            if self.dco is not None:
+                raise StateError(f"EnableDCO: DCO is enabled already, as {self.dco.link.ifname}")
+            if self.ledger is not None:
+                raise StateError(f"EnableDCO: the device is established already, as tun {self.device_name}")
+            self.dco = await DcoChannel.create(self.ctx.nl, self.ctx.journal, self.key, ifname)
+            self.device_name = ifname
+
     # -- Establish --
 
     def _check_ready(self) -> None:
         if self.state is State.DESTROYED:
             raise StateError("device was destroyed")
+        if self.dco is not None:
+            if self.config.layer == 2:
+                raise InvalidArgument("layer 2 (tap) is not possible with DCO: its devices are layer 3")
+            return
         if self.config.layer not in (2, 3):
             raise InvalidArgument("layer is not set: set the 'layer' property to 3 (tun) or 2 (tap) before Establish")
 
@@ -136,8 +169,9 @@ class Session:
             routes.append(Route(n.family, n.address, n.prefix, oif, gateways[n.ipv6], n.metric))
         return routes
 
-    async def establish(self) -> int:
-        """Create and configure the tun; returns its fd (the caller sends and closes it).
+    async def establish(self) -> int | None:
+        """Create and configure the tun; returns its fd (the caller sends and
+        closes it).  A DCO device's link exists already: configured, no fd.
 
         All or nothing: on any failure, DNS is withdrawn and this call's
         ledger undone in reverse before the error goes back to the caller.
@@ -156,7 +190,10 @@ class Session:
             fd = None
             try:
                 dns_before = await self._enable_dns("pre", "")
-                fd, ifname = await tun.open_tun(self.config.layer)
+                if self.dco is None:
+                    fd, ifname = await tun.open_tun(self.config.layer)
+                else:
+                    ifname = self.dco.link.ifname
                 new_link = await self._configure(ledger, ifname, excludes)
                 dns_after = await self._enable_dns("post", ifname)
             except BaseException:
@@ -185,7 +222,10 @@ class Session:
 
     async def _configure(self, ledger: Ledger, ifname: str, excludes: list[Route]) -> TunLink:
         ifindex = await link.lookup(self.ctx.nl, ifname)
-        new_link = TunLink(ifindex, ifname)
+        if self.dco is None:
+            new_link = TunLink(ifindex, ifname)
+        else:  # listed for foreign.py, deleted only by its channel's ledger (at Destroy)
+            new_link = TunLink(ifindex, ifname, self.dco.link.link_kind, borrowed=True)
         ledger.record([new_link])
         self.ctx.note_tunnel(self, ifindex)
         await link.configure(self.ctx.nl, new_link, self.config.mtu, self.config.txqueuelen)
@@ -212,6 +252,9 @@ class Session:
             if self.ledger is not None:
                 await self._undo(self.ledger, old_link=self.link)
             self.ledger = None
+            if self.dco is not None:
+                for error in await self.dco.close():
+                    log.warning("device %s: DCO teardown incomplete: %s", self.path, error, extra=self.log_extra)
             self.state = State.DESTROYED
             self.ctx.forget_tunnel(self)
 

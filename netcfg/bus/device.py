@@ -14,8 +14,9 @@ from ..errors import InvalidArgument, InvalidProperty
 from ..kernel.address import TunnelAddress
 from ..kernel.ip import parse_ip
 from ..kernel.route import Network
-from ..registry import DeviceRegistry
+from ..registry import DeviceRegistry, sanitise_name
 from ..session import Session
+from .dco import DcoFace
 from .dispatch import Call, FdReply
 from .members import LOG_SIGNAL, NETWORK_CHANGE_SIGNAL, Method, Policy, Property
 
@@ -83,11 +84,12 @@ class DeviceFace:
     )}
     signals = (LOG_SIGNAL, NETWORK_CHANGE_SIGNAL)
 
-    def __init__(self, session: Session, registry: DeviceRegistry, log_level: int) -> None:
+    def __init__(self, session: Session, registry: DeviceRegistry, log_level: int, export) -> None:
         self.session = session
         self.registry = registry
         self.path = session.path
         self.log_level = log_level
+        self.export = export  # puts a child object (/dco) on the bus; it goes with the device
 
     def owner(self):
         return self.session.owner
@@ -127,11 +129,13 @@ class DeviceFace:
         self.session.dns.set_transport(mode)
 
     async def EnableDCO(self, call: Call, dev_name: str):
-        raise InvalidArgument("EnableDCO: data channel offload is not available in this build")
+        await self.session.enable_dco(sanitise_name(dev_name))
+        self.export(DcoFace(self.session))
+        return [self.session.dco_path]
 
     async def Establish(self, call: Call):
         fd = await self.session.establish()
-        return FdReply([], fd)
+        return FdReply([], fd) if fd is not None else None  # a DCO device has no fd to give
 
     async def Disable(self, call: Call):
         await self.session.disable()

@@ -94,7 +94,9 @@ class Dispatcher:
         self.objects[face.path] = face
 
     def unexport(self, path: str) -> None:
-        self.objects.pop(path, None)
+        """Remove an object and its children (a device's /dco)."""
+        for p in [p for p in self.objects if p == path or p.startswith(path + "/")]:
+            del self.objects[p]
 
     def children(self, path: str) -> list[str]:
         prefix = "/" if path == "/" else path + "/"

@@ -68,7 +68,8 @@ class ManagerFace:
         return [session.path]
 
     async def FetchInterfaceList(self, call: Call):
-        return [[s.path for s in self.registry.accessible_to(call.caller.uid, call.caller.pid)]]
+        sessions = self.registry.accessible_to(call.caller.uid, call.caller.pid)
+        return [[path for s in sessions for path in s.object_paths()]]  # devices and their /dco (spec 1.2)
 
     async def ProtectSocket(self, call: Call, remote: str, ipv6: bool, device_path: str):
         ip = parse_ip(remote, ipv6, "remote")

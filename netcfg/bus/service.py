@@ -134,7 +134,7 @@ class Service:
         return await self.shutdown()
 
     def _export_device(self, session: Session, log_level: int) -> None:
-        self.dispatcher.export(DeviceFace(session, self.registry, log_level))
+        self.dispatcher.export(DeviceFace(session, self.registry, log_level, self.dispatcher.export))
 
     async def _idle_watch(self) -> None:
         minutes = self.options.idle_exit

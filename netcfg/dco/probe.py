@@ -1,49 +1,41 @@
-"""Is a DCO generic-netlink family available?  (DcoAvailable, spec 11.)
+"""Which DCO generic-netlink family does this kernel have?  (DcoAvailable, spec 11.)
 
-Resolving the family lets the kernel autoload the module through its
-`net-pf-16-proto-16-family-<name>` alias.  Both the legacy out-of-tree
-family and the mainline one count.
+Resolving a family lets the kernel autoload its module through the
+`net-pf-16-proto-16-family-<name>` alias.  The legacy out-of-tree family
+comes first: openvpn3-linux up to v27 speaks it, and a kernel that has it
+loaded was set up for such a client.  Mainline `ovpn` is the fallback
+(spec 11 [rec]: link kind and family always as a pair, families.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import errno
 
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.generic import GenericNetlinkSocket
+from ..errors import KernelRefused
+from .families import FAMILIES
+from .genl import GenlSocket
 
-log = logging.getLogger(__name__)
-
-FAMILIES = ("ovpn-dco-v2", "ovpn")
+ORDER = ("ovpn-dco-v2", "ovpn")
 
 
-def _resolve(name: str) -> bool:
-    sock = GenericNetlinkSocket()
+async def available_family():
+    """The codec of the first family the kernel resolves, or None."""
+    sock = GenlSocket()
     try:
-        sock.bind(name, None)
-        return True
-    except NetlinkError:
-        return False
-    except Exception as e:  # pyroute2 raises others on odd kernels
-        log.debug("resolving %s: %s", name, e)
-        return False
+        for name in ORDER:
+            try:
+                await sock.resolve(name)
+                return FAMILIES[name]
+            except KernelRefused as e:
+                if e.errno != errno.ENOENT:
+                    raise
+        return None
     finally:
         sock.close()
 
 
-async def available_family() -> str | None:
-    for name in FAMILIES:
-        if await asyncio.to_thread(_resolve, name):
-            return name
-    return None
-
-
 async def dco_available() -> bool:
-    """DcoAvailable.  False while this build cannot create DCO devices: a
-    client that hears "true" calls EnableDCO instead of falling back to tun,
-    so answering from the kernel alone would break its connection."""
-    return DCO_SUPPORTED and await available_family() is not None
-
-
-DCO_SUPPORTED = False  # EnableDCO is not implemented yet (bus/device.py)
+    try:
+        return await available_family() is not None
+    except KernelRefused:
+        return False

@@ -26,10 +26,3 @@ async def test_not_a_socket_is_refused_before_any_change(service, netns, root_bu
         os.close(fd)
     assert err.value.name == NETCFG_ERROR and "not a socket" in err.value.text
     assert fwmark_rules(netns) == [] and netns.netcfg_routes() == []  # the mark rule was not installed
-
-
-async def test_dco_available_is_false_without_dco_support(root_bus, service):
-    """EnableDCO is not implemented: answering true would make a DCO client fail
-    instead of falling back to tun."""
-    reply = await Netcfg(root_bus).call(NETCFG_MANAGER_PATH, "DcoAvailable")
-    assert reply.body == [False]

@@ -3,6 +3,7 @@
 import re
 import xml.etree.ElementTree as ET
 
+from netcfg.bus.dco import DcoFace
 from netcfg.bus.device import DeviceFace
 from netcfg.bus.manager import ManagerFace
 from netcfg.bus.members import Method, Policy, introspect
@@ -40,16 +41,29 @@ def test_device_property_types():
     assert DeviceFace.methods["AddNetworks"].signature == "a(suibb)"
 
 
+def test_dco_members_in_the_original_order():
+    xml = introspect("net.openvpn.v3.netcfg", DcoFace.methods.values(), (), DcoFace.signals, [])
+    iface = ET.fromstring(xml.split("\n", 2)[2]).find("interface[@name='net.openvpn.v3.netcfg']")
+    assert [m.get("name") for m in iface.findall("method")] == ["NewPeer", "GetPipeFD", "NewKey", "SwapKeys", "SetPeer"]
+    new_peer = iface.find("method[@name='NewPeer']")
+    assert [(a.get("name"), a.get("type")) for a in new_peer.findall("arg")] == [
+        ("peer_id", "u"), ("sa", "s"), ("salen", "u"), ("vpn4", "s"), ("vpn6", "s")]
+    assert '<method name="GetPipeFD"/>' in xml  # the fd travels outside the signature
+    assert [s.get("name") for s in iface.findall("signal")] == ["Log", "NetworkChange"]
+    assert iface.findall("property") == []
+
+
 def test_every_member_declares_a_policy():
-    for face in (ManagerFace, DeviceFace):
+    for face in (ManagerFace, DeviceFace, DcoFace):
         for m in face.methods.values():
             assert isinstance(m.policy, Policy), m.name
             assert callable(getattr(face, m.name)), m.name
         for p in face.properties.values():
             assert isinstance(p.read, Policy)
             assert (p.setter is None) == (p.write is None), p.name
-    # device members are for the owner or root
+    # device and DCO members are for the owner or root
     assert all(m.policy is Policy.OWNER_OR_ROOT for m in DeviceFace.methods.values())
+    assert all(m.policy is Policy.OWNER_OR_ROOT for m in DcoFace.methods.values())
     assert ManagerFace.methods["NotificationSubscriberList"].policy is Policy.ROOT_ONLY
 
 
