@@ -21,7 +21,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-case "${1:-}" in -h|--help) sed -n '2,19p' "$0"; exit 0;; esac
+case "${1:-}" in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0;; esac
 
 say() { printf 'dco-tests: %s\n' "$*" >&2; }
 if [[ $(id -u) != 0 ]]; then

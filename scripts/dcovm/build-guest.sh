@@ -57,7 +57,7 @@ stamp() {
 }
 
 if [ "${1:-}" = "--stamp" ]; then stamp; exit 0; fi
-case "${1:-}" in -h|--help) sed -n '2,26p' "$0"; exit 0;; esac
+case "${1:-}" in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0;; esac
 
 die() { echo "build-guest: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot)"

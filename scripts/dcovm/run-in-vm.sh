@@ -24,13 +24,13 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ROOT=${DCOVM_ROOT:-$REPO/.cache/dcovm/root}
 ACCEL=${DCOVM_ACCEL:-tcg,thread=multi}
 WORK="" NET=0 MEM=1024 SMP=1 TMO=600
-usage() { sed -n '2,22p' "$0"; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "$1"; }
 while getopts "w:nm:s:t:h" o; do
   case $o in w) WORK=$(realpath "$OPTARG");; n) NET=1;; m) MEM=$OPTARG;; s) SMP=$OPTARG;;
-             t) TMO=$OPTARG;; *) usage;; esac
+             t) TMO=$OPTARG;; h) usage 0;; *) usage 2;; esac
 done
 shift $((OPTIND-1)); [ "${1:-}" = "--" ] && shift
-[ $# -ge 1 ] || usage
+[ $# -ge 1 ] || usage 2
 command -v qemu-system-x86_64 >/dev/null \
   || { echo "run-in-vm: qemu-system-x86_64 missing (apt-get install qemu-system-x86)" >&2; exit 126; }
 [ -f "$ROOT/.dcovm-stamp" ] \
