@@ -80,7 +80,15 @@ unmount_under() {
     umount "$m" 2>/dev/null || umount -l "$m"
   done
 }
-cleanup() { unmount_under "$NEW"; }
+# Processes chrooted into $NEW (e.g. apt when only this script was killed).
+kill_chrooted() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/root" 2>/dev/null)" = "$1" ] && kill -KILL "${p#/proc/}" 2>/dev/null
+  done
+  return 0
+}
+cleanup() { kill_chrooted "$NEW"; unmount_under "$NEW"; }
 trap 'cleanup; rm -rf --one-file-system "$NEW"' EXIT   # a failed build leaves nothing
 cleanup
 rm -rf --one-file-system "$NEW"
@@ -103,10 +111,13 @@ install -m 755 "$HERE/guest-init" "$NEW/sbin/dcovm-init"
 # chroot commands get a clean environment (no host PIP_*/SSL_* settings)
 chroot() { command env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
            DEBIAN_FRONTEND=noninteractive chroot "$@"; }
+# Never the host's /dev: package scripts (udev's systemd-tmpfiles run) would
+# chmod/chgrp the host's /dev/net/tun, /dev/kvm... to the guest's groups.
+# The guest's /dev keeps debootstrap's static nodes (null, zero, tty, ptmx...)
+# plus a devpts instance of its own; /sys is read-only.
 mount -t proc proc "$NEW/proc"
-mount -t sysfs sys "$NEW/sys"
-mount --bind /dev "$NEW/dev"
-mount --bind /dev/pts "$NEW/dev/pts"
+mount -t sysfs -o ro sys "$NEW/sys"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$NEW/dev/pts"
 
 STAGE=guest-apt t chroot "$NEW" bash -c "apt-get update -q >/dev/null && $APT install \
   linux-image-amd64 linux-headers-amd64 ${GUEST_DEBS[*]} >/dev/null"
