@@ -73,7 +73,7 @@ APT="apt-get -o DPkg::Lock::Timeout=900 -y -q --no-install-recommends"
 t() { local s=$SECONDS; "$@"; echo "### $(printf '%-12s' "$STAGE") $((SECONDS-s)) s" >&2; }
 
 # Mounts under $NEW (this build's, or those a killed build left behind) go
-# before any rm: an rm -rf through a bind mount of /dev would empty it.
+# before any rm, which must not reach into them.
 unmount_under() {
   local m
   findmnt -rn -o TARGET | awk -v p="$1/" 'index($0, p) == 1' | sort -r | while read -r m; do
@@ -140,7 +140,7 @@ venv() {
   for p in manylinux_2_36 manylinux_2_28 manylinux_2_17 manylinux2014; do plat+=(--platform "${p}_x86_64"); done
   "$PYTHON" -m pip download -q -d "$NEW/tmp/wheels" --only-binary=:all: \
     --python-version "$pyver" --implementation cp --abi "cp$pyver" "${plat[@]}" \
-    "${PY_REQS[@]}" 2>&1 | grep -v "is ignored" || true
+    "${PY_REQS[@]}" 2> >(grep -v "is ignored" >&2)   # this machine's pip.conf names absent local indexes
   chroot "$NEW" python3 -m venv /opt/venv
   chroot "$NEW" /opt/venv/bin/pip install -q --disable-pip-version-check --no-index \
     --find-links /tmp/wheels "${PY_REQS[@]}"
@@ -159,7 +159,6 @@ printf '%s\n# built %s; kernel %s; from scripts/dcovm/build-guest.sh\n' \
   "$STAMP" "$(date -u +%FT%TZ)" "$KVER" > "$NEW/.dcovm-stamp"
 # only now does the root count: replace the old one
 if [ -e "$ROOT" ]; then
-  unmount_under "$ROOT"
   mv "$ROOT" "$ROOT.old.$$"
   rm -rf --one-file-system "$ROOT.old.$$"
 fi
