@@ -73,14 +73,22 @@ APT="apt-get -o DPkg::Lock::Timeout=900 -y -q --no-install-recommends"
 t() { local s=$SECONDS; "$@"; echo "### $(printf '%-12s' "$STAGE") $((SECONDS-s)) s" >&2; }
 
 # Mounts under $NEW (this build's, or those a killed build left behind) go
-# before any rm: an rm -rf through a bind mount of /dev would empty it.
+# before any rm, which must not reach into them.
 unmount_under() {
   local m
   findmnt -rn -o TARGET | awk -v p="$1/" 'index($0, p) == 1' | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m"
   done
 }
-cleanup() { unmount_under "$NEW"; }
+# Processes chrooted into $NEW (e.g. apt when only this script was killed).
+kill_chrooted() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/root" 2>/dev/null)" = "$1" ] && kill -KILL "${p#/proc/}" 2>/dev/null
+  done
+  return 0
+}
+cleanup() { kill_chrooted "$NEW"; unmount_under "$NEW"; }
 trap 'cleanup; rm -rf --one-file-system "$NEW"' EXIT   # a failed build leaves nothing
 cleanup
 rm -rf --one-file-system "$NEW"
@@ -103,10 +111,13 @@ install -m 755 "$HERE/guest-init" "$NEW/sbin/dcovm-init"
 # chroot commands get a clean environment (no host PIP_*/SSL_* settings)
 chroot() { command env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
            DEBIAN_FRONTEND=noninteractive chroot "$@"; }
+# Never the host's /dev: package scripts (udev's systemd-tmpfiles run) would
+# chmod/chgrp the host's /dev/net/tun, /dev/kvm... to the guest's groups.
+# The guest's /dev keeps debootstrap's static nodes (null, zero, tty, ptmx...)
+# plus a devpts instance of its own; /sys is read-only.
 mount -t proc proc "$NEW/proc"
-mount -t sysfs sys "$NEW/sys"
-mount --bind /dev "$NEW/dev"
-mount --bind /dev/pts "$NEW/dev/pts"
+mount -t sysfs -o ro sys "$NEW/sys"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$NEW/dev/pts"
 
 STAGE=guest-apt t chroot "$NEW" bash -c "apt-get update -q >/dev/null && $APT install \
   linux-image-amd64 linux-headers-amd64 ${GUEST_DEBS[*]} >/dev/null"
@@ -129,7 +140,7 @@ venv() {
   for p in manylinux_2_36 manylinux_2_28 manylinux_2_17 manylinux2014; do plat+=(--platform "${p}_x86_64"); done
   "$PYTHON" -m pip download -q -d "$NEW/tmp/wheels" --only-binary=:all: \
     --python-version "$pyver" --implementation cp --abi "cp$pyver" "${plat[@]}" \
-    "${PY_REQS[@]}" 2>&1 | grep -v "is ignored" || true
+    "${PY_REQS[@]}" 2> >(grep -v "is ignored" >&2)   # this machine's pip.conf names absent local indexes
   chroot "$NEW" python3 -m venv /opt/venv
   chroot "$NEW" /opt/venv/bin/pip install -q --disable-pip-version-check --no-index \
     --find-links /tmp/wheels "${PY_REQS[@]}"
@@ -148,7 +159,6 @@ printf '%s\n# built %s; kernel %s; from scripts/dcovm/build-guest.sh\n' \
   "$STAMP" "$(date -u +%FT%TZ)" "$KVER" > "$NEW/.dcovm-stamp"
 # only now does the root count: replace the old one
 if [ -e "$ROOT" ]; then
-  unmount_under "$ROOT"
   mv "$ROOT" "$ROOT.old.$$"
   rm -rf --one-file-system "$ROOT.old.$$"
 fi
