@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import sys
 
 from . import config, privileges
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"netcfg-service: cannot open --log-file {options.log_file}: {e}", file=sys.stderr)
         return 2
+    _raise_fd_limit()
     if not options.keep_all_capabilities:
         try:  # before any thread exists: capabilities are per thread
             privileges.drop()
@@ -29,6 +31,21 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         logging.getLogger("netcfg").critical("fatal error", exc_info=True)
         return 3
+
+
+def _raise_fd_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard one.  A DCO device holds 3 fds and
+    more per peer (netcfg/dco/channel.py), and two users may have 256
+    devices each: the usual soft limit of 1,024 would end in EMFILE, while
+    the hard limit is usually far higher.  The event loop uses epoll, so
+    high fd numbers cost nothing."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError) as e:
+            logging.getLogger("netcfg").warning("cannot raise the open-file limit from %d: %s", soft, e)
 
 
 if __name__ == "__main__":

@@ -205,3 +205,12 @@ async def test_keep_all_capabilities(service_factory):
     svc = await service_factory(extra_args=["--keep-all-capabilities"])
     caps = capabilities(svc.pid)
     assert caps["CapEff"] & ~KEPT_CAPS and caps["CapBnd"] & ~KEPT_CAPS
+
+
+async def test_open_file_limit_is_raised_to_the_hard_limit(service):
+    """DCO devices hold fds (socket pair, netlink socket, transport sockets):
+    the service takes the hard open-file limit, not the usual soft 1,024."""
+    with open(f"/proc/{service.pid}/limits") as f:
+        line = next(ln for ln in f if ln.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    assert soft == (str(1 << 20) if hard == "unlimited" else hard), line
