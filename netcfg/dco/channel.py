@@ -79,6 +79,8 @@ class DcoChannel:
     def take_pipe_fd(self) -> int:
         """Our copy of the client's end, for the reply to send and close (the
         original's GetPipeFD works once too; later calls get a clear error)."""
+        if self.closed:
+            raise StateError("GetPipeFD: the DCO device is gone")
         if self.client_end is None:
             raise StateError("GetPipeFD: the pipe was handed out already")
         fd = self.client_end.detach()
@@ -165,6 +167,7 @@ class DcoChannel:
         for end in (self.client_end, self.our_end):
             if end is not None:
                 end.close()
+        self.client_end = None
         return errors
 
 
