@@ -157,7 +157,7 @@ async def _create(nl: Netlink, kind: type, objs: list) -> list[tuple[object, Ker
     if kind is Rule:
         return await rule.add(nl, objs)
     if kind is TunLink:
-        return await link.create(nl, objs)  # a tun: by kernel/tun.py, before it was recorded
+        return await link.create(nl, objs)  # DCO links (a tun is opened by kernel/tun.py before it is recorded)
     raise TypeError(f"no create for {kind}")
 
 

@@ -78,7 +78,7 @@ async def set_down(nl: Netlink, link: TunLink) -> None:
 
 
 async def remove(nl: Netlink, links: list[TunLink]) -> list[tuple[TunLink, KernelRefused]]:
-    """Delete each link that is still our tun; go on past a refusal, report them."""
+    """Delete each link that is still ours (not borrowed); go on past a refusal, report them."""
     failed = []
     for link in links:
         if link.borrowed:
