@@ -1,10 +1,11 @@
 """The far end of a DCO tunnel, made without netcfg, for tests/dco.
 
-    python dco_peer.py IFNAME LOCAL_IP PEER_IP PORT PEER_ID TUNNEL_CIDR KEY_B64
+    python dco_peer.py FAMILY IFNAME LOCAL_IP PEER_IP PORT PEER_ID TUNNEL_CIDR KEY_B64
 
-Run inside the router namespace (ip netns exec).  Creates an ovpn-dco link,
-gives it TUNNEL_CIDR, makes a UDP socket LOCAL_IP:PORT connected to
-PEER_IP:PORT, adds the peer and installs KEY_B64 (a DcoKeyConfig, base64)
+Run inside the router namespace (ip netns exec).  Creates a link of
+FAMILY's kind (ovpn-dco-v2: ``ovpn-dco``; ovpn: ``ovpn``), gives it
+TUNNEL_CIDR, makes a UDP socket LOCAL_IP:PORT connected to PEER_IP:PORT,
+adds the peer and installs KEY_B64 (a DcoKeyConfig, base64)
 with its directions swapped: what netcfg's side encrypts, this side
 decrypts.  Prints "ready" and keeps the socket until stdin closes, then
 deletes the link.  It uses netcfg's own codec and socket (netcfg/dco), so it
@@ -21,7 +22,7 @@ import sys
 
 from pyroute2 import IPRoute
 
-from netcfg.dco.families import DcoV2
+from netcfg.dco.families import FAMILIES
 from netcfg.dco.genl import GenlSocket
 from netcfg.dco.keyconfig_pb import parse
 from netcfg.dco.values import DataKey, PeerRequest
@@ -46,24 +47,24 @@ def make_link(ifname: str, cidr: str, kind: str) -> int:
     return ifindex
 
 
-async def add_peer(ifindex: int, sock: socket.socket, sa: bytes, peer_id: int, key_b64: str) -> None:
-    family = DcoV2()
+async def add_peer(family, ifindex: int, sock: socket.socket, sa: bytes, peer_id: int, key_b64: str) -> None:
     genl = await GenlSocket.open(family.name)
     peer = PeerRequest.from_wire(peer_id, base64.b64encode(sa).decode(), 16, "", "")
     await genl.request(*family.new_peer(ifindex, peer, sock.fileno()), "new peer")
     await genl.request(*family.new_key(ifindex, swapped(key_b64)), "new key")
-    genl.close()  # the peer stays: it lives as long as the link
+    genl.close()  # the peer stays: it lives as long as the link (and, mainline, our socket)
 
 
-def main(ifname, local_ip, peer_ip, port, peer_id, cidr, key_b64) -> None:
-    ifindex = make_link(ifname, cidr, DcoV2.link_kind)
+def main(family_name, ifname, local_ip, peer_ip, port, peer_id, cidr, key_b64) -> None:
+    family = FAMILIES[family_name]
+    ifindex = make_link(ifname, cidr, family.link_kind)
     try:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((local_ip, int(port)))
         sock.connect((peer_ip, int(port)))
         sa = (socket.AF_INET.to_bytes(2, sys.byteorder) + int(port).to_bytes(2, "big")
               + socket.inet_aton(peer_ip) + bytes(8))
-        asyncio.run(add_peer(ifindex, sock, sa, int(peer_id), key_b64))
+        asyncio.run(add_peer(family, ifindex, sock, sa, int(peer_id), key_b64))
         print("ready", flush=True)
         sys.stdin.read()  # the test closes our stdin when it is done
         sock.close()

@@ -72,10 +72,11 @@ class FarEnd:
         self.proc = proc
 
     @classmethod
-    async def start(cls, netns, ifname: str, local: str, remote: str, cidr: str, key_b64: str) -> "FarEnd":
+    async def start(cls, netns, family, ifname: str, local: str, remote: str, cidr: str, key_b64: str) -> "FarEnd":
+        """`family`: the codec (netcfg.dco.families) the far end speaks."""
         env = dict(os.environ, PYTHONPATH=str(HERE.parents[1]))
         proc = await asyncio.create_subprocess_exec(
-            *netns.argv([sys.executable, str(HERE / "dco_peer.py"), ifname, local, remote, str(PORT),
+            *netns.argv([sys.executable, str(HERE / "dco_peer.py"), family.name, ifname, local, remote, str(PORT),
                          str(PEER_ID), cidr, key_b64]),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
