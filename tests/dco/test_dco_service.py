@@ -45,8 +45,8 @@ async def dco_device(nc: Netcfg, name: str = "dco", ifname: str = IFNAME) -> tup
     return path, dco
 
 
-async def new_peer(nc: Netcfg, dco: str, netns) -> socket.socket:
-    sock = udp_socket_in(netns.name, CLIENT_V4, ROUTER_V4)
+async def new_peer(nc: Netcfg, dco: str, netns, tcp: bool = False) -> socket.socket:
+    sock = udp_socket_in(netns.name, CLIENT_V4, ROUTER_V4, tcp=tcp)
     await nc.call(dco, "NewPeer", "ususs", [PEER_ID, sockaddr_b64(ROUTER_V4), 16, "0.0.0.0", "::"], fds=[sock.fileno()])
     return sock
 
@@ -101,6 +101,35 @@ async def test_a_dco_tunnel_carries_traffic(service, netns, root_bus, dco_family
     finally:
         sock.close()
         os.close(pipe)
+        await far.stop()
+
+
+async def test_a_tcp_transport_carries_traffic(service, netns, root_bus, dco_family):
+    """NewPeer with a connected TCP socket: the peer is its other end (the
+    mainline kernel refuses a remote address with a TCP socket; netcfg sends
+    none there), and the data channel runs framed over the stream."""
+    nc = Netcfg(root_bus)
+    path, dco = await dco_device(nc)
+    key = key_config()
+    far = await FarEnd.start(netns.router, dco_family, "dcofar0", ROUTER_V4, CLIENT_V4, "10.8.0.2/24", key,
+                             transport="tcp")
+    sock = None
+    try:
+        sock = await new_peer(nc, dco, netns, tcp=True)
+        await far.wait_ready()  # it accepted our connection and added its peer
+        await nc.call(dco, "NewKey", "us", [0, key])
+        await nc.call(dco, "SetPeer", "uuu", [PEER_ID, 10, 60])
+        await nc.set(path, "layer", "u", 3)
+        await nc.call(path, "AddIPAddress", "susb", ["10.8.0.1", 24, "10.8.0.2", False])
+        await nc.call(path, "SetRemoteAddress", "sb", [ROUTER_V4, False])
+        await nc.call(path, "Establish")
+        ping = netns.run(["ping", "-c", "3", "-i", "0.3", "-W", "5", "10.8.0.2"], check=False)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        await nc.call(path, "Destroy")
+        assert netns.link(IFNAME) is None
+    finally:
+        if sock is not None:
+            sock.close()
         await far.stop()
 
 
