@@ -29,7 +29,7 @@ from .values import DataKey, PeerRequest, check_peer_id
 log = logging.getLogger(__name__)
 
 IFNAMSIZ = 16
-MAX_KEEPALIVE = 86400  # seconds; mainline's own cap, applied to both families
+MAX_KEEPALIVE = 86400  # seconds; newer mainline kernels' cap (6.17 has none), applied to both families
 
 
 def check_ifname(name: str) -> str:
