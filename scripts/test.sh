@@ -2,9 +2,10 @@
 # Run the test suite: `sudo scripts/test.sh [pytest args...]`.
 # 1. Sets the machine up (scripts/setup.sh) and runs the host suite with
 #    pytest from the repo's .venv; the arguments go to this pytest.
-# 2. Runs the DCO tests (tests/dco) in a QEMU guest with the real ovpn-dco
-#    module: scripts/dco-tests.sh (builds the guest into .cache/dcovm the
-#    first time, ~2 min, then reuses it).  NETCFG_NO_DCOVM=1 skips this part.
+# 2. Runs the DCO tests (tests/dco) in a QEMU guest with the real modules,
+#    once per kernel (6.1 with ovpn-dco-v2, 6.17 with mainline ovpn):
+#    scripts/dco-tests.sh (builds the guest into .cache/dcovm the first time,
+#    ~2-3 min, then reuses it).  NETCFG_NO_DCOVM=1 skips this part.
 # Exits non-zero if either part failed; a part whose pytest ran no test
 # (exit code 5) fails.
 set -euo pipefail

@@ -77,7 +77,7 @@ from support.service import ServiceError, ServiceProcess  # noqa: E402
 from support.users import ensure_users  # noqa: E402
 
 
-# tests/dco needs the real ovpn-dco-v2 module, which only the DCO VM has
+# tests/dco needs a real DCO module (ovpn-dco-v2 or ovpn), which only the DCO VM has
 # (scripts/dco-tests.sh; its guest sets NETCFG_DCOVM=1): elsewhere the
 # directory is not collected at all, and the summary says so.
 IN_DCOVM = bool(os.environ.get("NETCFG_DCOVM"))

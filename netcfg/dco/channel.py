@@ -29,7 +29,7 @@ from .values import DataKey, PeerRequest, check_peer_id
 log = logging.getLogger(__name__)
 
 IFNAMSIZ = 16
-MAX_KEEPALIVE = 86400  # seconds; mainline's own cap, applied to both families
+MAX_KEEPALIVE = 86400  # seconds; newer mainline kernels' cap (6.17 has none), applied to both families
 
 
 def check_ifname(name: str) -> str:
@@ -106,10 +106,10 @@ class DcoChannel:
     async def new_peer(self, req: PeerRequest, fd: int | None) -> None:
         if fd is None:
             raise InvalidArgument("NewPeer: no transport socket was attached to the call")
-        _check_transport(fd, req)
+        tcp = _check_transport(fd, req) == socket.SOCK_STREAM
         ours = os.dup(fd)  # the kernel (mainline) relies on the sender keeping its fd open
         try:
-            await self._request(self.family.new_peer(self.ifindex, req, ours), f"NewPeer {req.peer_id}")
+            await self._request(self.family.new_peer(self.ifindex, req, ours, tcp), f"NewPeer {req.peer_id}")
         except BaseException:
             os.close(ours)
             raise
@@ -171,10 +171,11 @@ class DcoChannel:
         return errors
 
 
-def _check_transport(fd: int, req: PeerRequest) -> None:
+def _check_transport(fd: int, req: PeerRequest) -> int:
     """The fd must be a UDP or TCP socket of the remote's family: the kernel
     looks it up in *our* fd table, so anything else would be refused late,
-    or (a TCP socket not connected) fail at the first packet."""
+    or (a TCP socket not connected) fail at the first packet.  Returns its
+    type (SOCK_DGRAM or SOCK_STREAM)."""
     try:
         sock = socket.socket(fileno=os.dup(fd))
     except OSError:
@@ -186,3 +187,4 @@ def _check_transport(fd: int, req: PeerRequest) -> None:
         raise InvalidArgument("NewPeer: the attached fd is not a UDP or TCP socket")
     if family != want and not (family == socket.AF_INET6 and want == socket.AF_INET):
         raise InvalidArgument(f"NewPeer: the transport socket's family does not match the remote {req.remote.ip}")
+    return kind

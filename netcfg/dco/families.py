@@ -36,7 +36,10 @@ class DcoV2:
     link_kind = "ovpn-dco"
     peer_deleted_cmd = 3  # OVPN_CMD_DEL_PEER: also the first byte of the pipe datagram
 
-    def new_peer(self, ifindex: int, req: PeerRequest, fd: int) -> tuple[int, bytes]:
+    def new_peer(self, ifindex: int, req: PeerRequest, fd: int, tcp: bool = False) -> tuple[int, bytes]:
+        """`fd`: the transport socket (the kernel looks it up in our fd table);
+        `tcp`: it is a TCP socket.  The remote goes with either: required for
+        UDP, ignored for TCP (as OpenVPN 2.6 sends it)."""
         fields = [u32(1, req.peer_id), u32(3, fd), raw(2, req.remote.raw)]
         if req.vpn4:
             fields.append(raw(4, req.vpn4))
@@ -85,14 +88,18 @@ class Ovpn:
     link_kind = "ovpn"
     peer_deleted_cmd = 5  # OVPN_CMD_PEER_DEL_NTF
 
-    def new_peer(self, ifindex: int, req: PeerRequest, fd: int) -> tuple[int, bytes]:
+    def new_peer(self, ifindex: int, req: PeerRequest, fd: int, tcp: bool = False) -> tuple[int, bytes]:
         remote = req.remote
         fields = [u32(1, req.peer_id), u32(6, fd)]
-        if remote.ip.version == 4:
-            fields.append(raw(2, remote.ip.packed))
-        else:
-            fields += [raw(3, remote.ip.packed), u32(4, remote.scope_id)]
-        fields.append(be16(5, remote.port))
+        # A TCP peer is the one its socket is connected to: the kernel refuses
+        # a remote address with it ("unexpected remote IP address with TCP
+        # socket", 6.17); a UDP peer needs one.
+        if not tcp:
+            if remote.ip.version == 4:
+                fields.append(raw(2, remote.ip.packed))
+            else:
+                fields += [raw(3, remote.ip.packed), u32(4, remote.scope_id)]
+            fields.append(be16(5, remote.port))
         # No VPN addresses: the kernel refuses them on a P2P device ("unexpected
         # VPN IP in P2P mode"), and netcfg's devices are all P2P.
         return 1, u32(IFINDEX, ifindex) + nest(2, *fields)

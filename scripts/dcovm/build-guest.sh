@@ -1,11 +1,17 @@
 #!/bin/bash
 # build-guest.sh - build the dcovm guest root: Debian 12 (bookworm) minbase +
-# Debian's kernel + openvpn-dco-dkms (ovpn-dco-v2.ko built by DKMS for the
-# *guest* kernel) + what tests/dco needs inside (dbus-daemon, busctl,
-# iproute2, useradd, openvpn 2.6, python3) + a venv /opt/venv with the
-# project's dependencies (pyproject.toml: dependencies and the test extra)
-# plus EXTRA_PY below.  Boot it with scripts/dcovm/run-in-vm.sh; normally
-# scripts/dco-tests.sh calls both.
+# two kernels, one per DCO family:
+#   * Debian 12's kernel (6.1) + openvpn-dco-dkms: ovpn-dco-v2.ko, built by
+#     DKMS for the *guest* kernel;
+#   * the newest trixie-backports kernel >= 6.16 that installs on bookworm
+#     by itself (today 6.17.13; 6.18+ need a newer linux-base): mainline
+#     ovpn.ko, in-tree (CONFIG_OVPN=m); DCOVM_OVPN_KERNEL=RELEASE pins one;
+# + what tests/dco needs inside (dbus-daemon, busctl, iproute2, useradd,
+# openvpn 2.6, python3) + a venv /opt/venv with the project's dependencies
+# (pyproject.toml: dependencies and the test extra) plus EXTRA_PY below.
+# The root's .dcovm-kernels lists "FAMILY RELEASE" per kernel, the 6.1 one
+# first (the default).  Boot it with scripts/dcovm/run-in-vm.sh [-k FAMILY];
+# normally scripts/dco-tests.sh calls both, once per kernel.
 #
 # Adapted from the known-working reference harness in
 # shared/reference/dcovm/ (build-guest.sh, run-in-vm.sh); the differences:
@@ -19,9 +25,12 @@
 # env:   MIRROR   Debian mirror (default http://deb.debian.org/debian)
 #        PYTHON   host Python >= 3.11 with pip, for reading pyproject.toml and
 #                 downloading wheels (default REPO/.venv/bin/python, else python3)
+#        DCOVM_OVPN_KERNEL  the backports kernel release to install, e.g.
+#                 6.17.13+deb13-amd64 (default: the newest that fits, above)
 # Needs root, debootstrap and network (Debian mirror, PyPI through the host's pip).
-# The stamp is the sha256 of this script, guest-init and the Python
-# requirements: change any of them and scripts/dco-tests.sh rebuilds.
+# The stamp is the sha256 of this script, guest-init, the Python
+# requirements and DCOVM_OVPN_KERNEL: change any of them and
+# scripts/dco-tests.sh rebuilds.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -53,7 +62,8 @@ PY
 }
 
 stamp() {
-  { cat "$HERE/build-guest.sh" "$HERE/guest-init"; py_requirements; } | sha256sum | cut -d' ' -f1
+  { cat "$HERE/build-guest.sh" "$HERE/guest-init"; py_requirements; echo "${DCOVM_OVPN_KERNEL:-}"; } |
+    sha256sum | cut -d' ' -f1
 }
 
 if [ "${1:-}" = "--stamp" ]; then stamp; exit 0; fi
@@ -130,6 +140,45 @@ if ! chroot "$NEW" modinfo -k "$KVER" ovpn-dco-v2 >/dev/null 2>&1; then
 fi
 chroot "$NEW" modinfo -k "$KVER" -F vermagic ovpn-dco-v2 >/dev/null \
   || die "ovpn-dco-v2 was not built for $KVER"
+
+# The mainline kernel, from trixie-backports (its source is in the chroot's
+# apt only for this step).  Candidates: linux-image-X.Y.Z+debNN-amd64 with
+# X.Y >= 6.16, newest first; taken: the first whose installation needs no
+# package but its own (linux-image/-binary/-modules/-base-RELEASE): newer
+# ones want a linux-base newer than bookworm's.  Its postinst hooks build
+# its initramfs (the same MODULES=list) and skip DKMS (no headers), so
+# ovpn-dco-v2 stays on the 6.1 kernel only.
+ovpn_kernel() {
+  local bpo=/etc/apt/sources.list.d/dcovm-trixie-backports.list p rel inst skipped=()
+  echo "deb $MIRROR trixie-backports main" > "$NEW$bpo"
+  chroot "$NEW" apt-get update -q >/dev/null
+  if [ -n "${DCOVM_OVPN_KERNEL:-}" ]; then
+    set -- "linux-image-$DCOVM_OVPN_KERNEL"
+  else
+    set -- $(chroot "$NEW" apt-cache pkgnames linux-image- |
+      grep -E '^linux-image-[0-9]+\.[0-9]+\.[0-9]+\+deb[0-9]+-amd64$' | sort -rV |
+      awk -F'[-.]' '$3 > 6 || ($3 == 6 && $4 >= 16)')
+  fi
+  OVPN_KVER=""
+  for p in "$@"; do
+    rel=${p#linux-image-}
+    inst=$(chroot "$NEW" apt-get -s -q --no-install-recommends install "$p" 2>/dev/null | awk '/^Inst /{print $2}') \
+      || inst=""
+    if [ -n "$inst" ] && ! grep -qv -e "-$rel\$" <<<"$inst"; then OVPN_KVER=$rel; break; fi
+    skipped+=("$rel")
+  done
+  (( ${#skipped[@]} == 0 )) || echo "build-guest: ${#skipped[@]} newer backports kernels do not install by" \
+    "themselves on bookworm (${skipped[0]} ... ${skipped[-1]}): skipped" >&2
+  [ -n "$OVPN_KVER" ] || die "no trixie-backports kernel >= 6.16 (mainline ovpn) installs here (${DCOVM_OVPN_KERNEL:+DCOVM_OVPN_KERNEL=$DCOVM_OVPN_KERNEL; }candidates: ${*:-none})"
+  chroot "$NEW" $APT install "linux-image-$OVPN_KVER" >/dev/null
+  rm -f "$NEW$bpo"
+  chroot "$NEW" modinfo -k "$OVPN_KVER" -F intree ovpn >/dev/null || die "$OVPN_KVER has no ovpn module"
+  ! chroot "$NEW" modinfo -k "$OVPN_KVER" ovpn-dco-v2 >/dev/null 2>&1 \
+    || die "ovpn-dco-v2 was built for $OVPN_KVER too (its tests would not reach mainline ovpn)"
+  [ -s "$NEW/boot/initrd.img-$OVPN_KVER" ] || die "no initramfs for $OVPN_KVER"
+  echo "build-guest: mainline ovpn kernel: $OVPN_KVER" >&2
+}
+STAGE=ovpn-kernel t ovpn_kernel
 chroot "$NEW" dbus-uuidgen --ensure=/etc/machine-id
 
 # Python packages: wheels for the guest's interpreter are downloaded on the
@@ -155,8 +204,9 @@ chroot "$NEW" apt-get clean
 rm -rf "$NEW"/var/lib/apt/lists/* "$NEW"/usr/share/doc "$NEW"/usr/share/man "$NEW"/usr/share/locale
 cleanup
 
-printf '%s\n# built %s; kernel %s; from scripts/dcovm/build-guest.sh\n' \
-  "$STAMP" "$(date -u +%FT%TZ)" "$KVER" > "$NEW/.dcovm-stamp"
+printf 'ovpn-dco-v2 %s\novpn %s\n' "$KVER" "$OVPN_KVER" > "$NEW/.dcovm-kernels"
+printf '%s\n# built %s; kernels %s, %s; from scripts/dcovm/build-guest.sh\n' \
+  "$STAMP" "$(date -u +%FT%TZ)" "$KVER" "$OVPN_KVER" > "$NEW/.dcovm-stamp"
 # only now does the root count: replace the old one
 if [ -e "$ROOT" ]; then
   mv "$ROOT" "$ROOT.old.$$"
@@ -164,4 +214,4 @@ if [ -e "$ROOT" ]; then
 fi
 mv "$NEW" "$ROOT"
 trap - EXIT
-echo "build-guest: guest root ready: $ROOT (kernel $KVER, $(du -sh "$ROOT" | cut -f1))" >&2
+echo "build-guest: guest root ready: $ROOT (kernels $KVER and $OVPN_KVER, $(du -sh "$ROOT" | cut -f1))" >&2

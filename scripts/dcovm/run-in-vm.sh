@@ -1,10 +1,16 @@
 #!/bin/bash
-# run-in-vm.sh - run one shell command inside a throw-away QEMU guest that has
-# a real ovpn-dco-v2 kernel module (Debian 12 kernel 6.1 + openvpn-dco-dkms),
-# openvpn 2.6 (DCO) and /opt/venv.  Guest root: scripts/dcovm/build-guest.sh.
+# run-in-vm.sh - run one shell command inside a throw-away QEMU guest with a
+# real DCO kernel module, openvpn 2.6 (DCO) and /opt/venv.  The guest root
+# (scripts/dcovm/build-guest.sh) has two kernels, listed in its
+# .dcovm-kernels ("FAMILY RELEASE" per line, the first is the default):
+#   ovpn-dco-v2  Debian 12's kernel 6.1 + openvpn-dco-dkms (the default)
+#   ovpn         a 6.16+ trixie-backports kernel with mainline ovpn.ko
 # Adapted from the reference harness in shared/reference/dcovm/run-in-vm.sh.
 #
-# usage: run-in-vm.sh [-w HOSTDIR] [-n] [-m MiB] [-s CPUS] [-t SECS] [--] 'shell command'
+# usage: run-in-vm.sh [-k KERNEL] [-w HOSTDIR] [-n] [-m MiB] [-s CPUS] [-t SECS] [--] 'shell command'
+#   -k KERNEL   the kernel to boot: a family of .dcovm-kernels (ovpn-dco-v2, ovpn) or
+#               a release or its prefix (6.1, 6.17, 6.17.13+deb13-amd64); default
+#               $DCOVM_KERNEL, else the first line of .dcovm-kernels
 #   -w HOSTDIR  share HOSTDIR read-write at /mnt/work (the command's cwd), e.g. a checkout
 #   -n          qemu user-mode networking (guest 10.0.2.15, gw 10.0.2.2, dns 10.0.2.3)
 #   -m MiB      guest memory (default 1024)     -s CPUS  vCPUs (default 1; 2 only helps when alone)
@@ -23,11 +29,11 @@ set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ROOT=${DCOVM_ROOT:-$REPO/.cache/dcovm/root}
 ACCEL=${DCOVM_ACCEL:-tcg,thread=multi}
-WORK="" NET=0 MEM=1024 SMP=1 TMO=600
+WORK="" NET=0 MEM=1024 SMP=1 TMO=600 KERNEL=${DCOVM_KERNEL:-}
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "$1"; }
-while getopts "w:nm:s:t:h" o; do
-  case $o in w) WORK=$(realpath "$OPTARG");; n) NET=1;; m) MEM=$OPTARG;; s) SMP=$OPTARG;;
-             t) TMO=$OPTARG;; h) usage 0;; *) usage 2;; esac
+while getopts "k:w:nm:s:t:h" o; do
+  case $o in k) KERNEL=$OPTARG;; w) WORK=$(realpath "$OPTARG");; n) NET=1;; m) MEM=$OPTARG;;
+             s) SMP=$OPTARG;; t) TMO=$OPTARG;; h) usage 0;; *) usage 2;; esac
 done
 shift $((OPTIND-1)); [ "${1:-}" = "--" ] && shift
 [ $# -ge 1 ] || usage 2
@@ -35,7 +41,15 @@ command -v qemu-system-x86_64 >/dev/null \
   || { echo "run-in-vm: qemu-system-x86_64 missing (apt-get install qemu-system-x86)" >&2; exit 126; }
 [ -f "$ROOT/.dcovm-stamp" ] \
   || { echo "run-in-vm: no complete guest root at $ROOT (scripts/dcovm/build-guest.sh)" >&2; exit 126; }
-KVER=$(ls "$ROOT/lib/modules" | sort -V | tail -1)
+[ -s "$ROOT/.dcovm-kernels" ] \
+  || { echo "run-in-vm: $ROOT has no .dcovm-kernels (an older build: rebuild it)" >&2; exit 126; }
+# -k: a family name, else a release prefix ending at a '.', '-' or '+'
+KVER=$(awk -v k="$KERNEL" 'k == "" { print $2; exit } $1 == k { print $2; exit }
+  index($2, k) == 1 && (length($2) == length(k) || substr($2, length(k) + 1, 1) ~ /[.+-]/) { print $2; exit }' \
+  "$ROOT/.dcovm-kernels")
+if [ -z "$KVER" ] || [ ! -f "$ROOT/boot/vmlinuz-$KVER" ]; then
+  echo "run-in-vm: no kernel '${KERNEL}' in $ROOT; it has:" >&2; cat "$ROOT/.dcovm-kernels" >&2; exit 126
+fi
 CTL=$(mktemp -d "${TMPDIR:-/tmp}/dcovm-ctl.XXXXXX")
 trap 'rm -rf "$CTL"' EXIT
 printf '%s\n' "$*" > "$CTL/cmd.sh"

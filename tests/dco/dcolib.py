@@ -36,9 +36,11 @@ def sockaddr_b64(ip: str, port: int = PORT) -> str:
     return base64.b64encode(raw).decode()
 
 
-def udp_socket_in(netns: str, local: str, remote: str, port: int = PORT) -> socket.socket:
-    """A UDP socket of namespace `netns` (sockets keep the namespace they were
-    made in; setns is per thread, so a short-lived thread makes it)."""
+def udp_socket_in(netns: str, local: str, remote: str, port: int = PORT, tcp: bool = False) -> socket.socket:
+    """A UDP socket of namespace `netns` bound to local:port and connected to
+    remote:port (sockets keep the namespace they were made in; setns is per
+    thread, so a short-lived thread makes it).  `tcp`: a TCP connection from
+    an ephemeral port of `local` to remote:port instead."""
     out: dict = {}
 
     def make() -> None:
@@ -50,8 +52,8 @@ def udp_socket_in(netns: str, local: str, remote: str, port: int = PORT) -> sock
                     raise OSError(ctypes.get_errno(), "setns")
             finally:
                 os.close(fd)
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind((local, port))
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+            s.bind((local, 0 if tcp else port))
             s.connect((remote, port))
             out["sock"] = s
         except BaseException as e:
@@ -72,17 +74,26 @@ class FarEnd:
         self.proc = proc
 
     @classmethod
-    async def start(cls, netns, ifname: str, local: str, remote: str, cidr: str, key_b64: str) -> "FarEnd":
+    async def start(cls, netns, family, ifname: str, local: str, remote: str, cidr: str, key_b64: str,
+                    transport: str = "udp") -> "FarEnd":
+        """`family`: the codec (netcfg.dco.families) the far end speaks.  With
+        transport "udp" it is ready on return; with "tcp" it listens on
+        local:PORT, and is ready (wait_ready) once it accepted a connection."""
         env = dict(os.environ, PYTHONPATH=str(HERE.parents[1]))
         proc = await asyncio.create_subprocess_exec(
-            *netns.argv([sys.executable, str(HERE / "dco_peer.py"), ifname, local, remote, str(PORT),
-                         str(PEER_ID), cidr, key_b64]),
+            *netns.argv([sys.executable, str(HERE / "dco_peer.py"), family.name, ifname, local, remote, str(PORT),
+                         str(PEER_ID), cidr, key_b64, transport]),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        if line.strip() != b"ready":
-            err = await proc.stderr.read()
+        self = cls(proc)
+        await self.wait_ready(b"listening" if transport == "tcp" else b"ready")
+        return self
+
+    async def wait_ready(self, word: bytes = b"ready") -> None:
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        if line.strip() != word:
+            self.proc.kill()
+            err = await self.proc.stderr.read()
             raise RuntimeError(f"far end did not start: {line!r} {err.decode(errors='replace')}")
-        return cls(proc)
 
     async def stop(self) -> None:
         if self.proc.returncode is None:

@@ -1,10 +1,12 @@
-"""DCO through netcfg into the real ovpn-dco-v2 module (runs in the VM:
-scripts/dco-tests.sh).  A client-side device made with EnableDCO, NewPeer,
-NewKey, SetPeer and Establish carries ping traffic to a far end set up
-without netcfg in the router namespace, so the keys, the peer and the
-socket reached the kernel as the kernel understands them; a peer the
-kernel expires reaches the client's pipe; bad calls get errors and leave
-nothing; every way a device ends deletes its link.
+"""DCO through netcfg into the real kernel module, ovpn-dco-v2 or mainline
+ovpn, whichever the guest's kernel has (runs in the VM: scripts/dco-tests.sh,
+once per kernel; the ``dco_family`` fixture is that family's codec).  A
+client-side device made with EnableDCO, NewPeer, NewKey, SetPeer and
+Establish carries ping traffic to a far end set up without netcfg in the
+router namespace, speaking the same family, so the keys, the peer and the
+socket reached the kernel as the kernel understands them; a peer the kernel
+expires reaches the client's pipe; bad calls get errors and leave nothing;
+every way a device ends deletes its link.
 """
 
 from __future__ import annotations
@@ -43,18 +45,18 @@ async def dco_device(nc: Netcfg, name: str = "dco", ifname: str = IFNAME) -> tup
     return path, dco
 
 
-async def new_peer(nc: Netcfg, dco: str, netns) -> socket.socket:
-    sock = udp_socket_in(netns.name, CLIENT_V4, ROUTER_V4)
+async def new_peer(nc: Netcfg, dco: str, netns, tcp: bool = False) -> socket.socket:
+    sock = udp_socket_in(netns.name, CLIENT_V4, ROUTER_V4, tcp=tcp)
     await nc.call(dco, "NewPeer", "ususs", [PEER_ID, sockaddr_b64(ROUTER_V4), 16, "0.0.0.0", "::"], fds=[sock.fileno()])
     return sock
 
 
-async def test_a_dco_tunnel_carries_traffic(service, netns, root_bus):
+async def test_a_dco_tunnel_carries_traffic(service, netns, root_bus, dco_family):
     nc = Netcfg(root_bus)
-    assert (await nc.call(NETCFG_MANAGER_PATH, "DcoAvailable")).body == [True], "no ovpn-dco-v2 in this kernel"
+    assert (await nc.call(NETCFG_MANAGER_PATH, "DcoAvailable")).body == [True], f"no {dco_family.name} in this kernel"
     path, dco = await dco_device(nc)
     assert dco == path + "/dco"
-    assert link_kind(netns, IFNAME) == "ovpn-dco"
+    assert link_kind(netns, IFNAME) == dco_family.link_kind
     assert await nc.get(path, "device_name") == IFNAME
     assert set((await nc.call(NETCFG_MANAGER_PATH, "FetchInterfaceList")).body[0]) == {path, dco}
     xml = (await nc.call(dco, "Introspect", interface="org.freedesktop.DBus.Introspectable")).body[0]
@@ -63,7 +65,7 @@ async def test_a_dco_tunnel_carries_traffic(service, netns, root_bus):
 
     pipe = (await nc.call(dco, "GetPipeFD")).unix_fds[0]
     key = key_config()
-    far = await FarEnd.start(netns.router, "dcofar0", ROUTER_V4, CLIENT_V4, "10.8.0.2/24", key)
+    far = await FarEnd.start(netns.router, dco_family, "dcofar0", ROUTER_V4, CLIENT_V4, "10.8.0.2/24", key)
     sock = await new_peer(nc, dco, netns)
     try:
         await nc.call(dco, "NewKey", "us", [0, key])
@@ -102,9 +104,39 @@ async def test_a_dco_tunnel_carries_traffic(service, netns, root_bus):
         await far.stop()
 
 
-async def test_an_expired_peer_is_written_to_the_pipe(service, netns, root_bus):
+async def test_a_tcp_transport_carries_traffic(service, netns, root_bus, dco_family):
+    """NewPeer with a connected TCP socket: the peer is its other end (the
+    mainline kernel refuses a remote address with a TCP socket; netcfg sends
+    none there), and the data channel runs framed over the stream."""
+    nc = Netcfg(root_bus)
+    path, dco = await dco_device(nc)
+    key = key_config()
+    far = await FarEnd.start(netns.router, dco_family, "dcofar0", ROUTER_V4, CLIENT_V4, "10.8.0.2/24", key,
+                             transport="tcp")
+    sock = None
+    try:
+        sock = await new_peer(nc, dco, netns, tcp=True)
+        await far.wait_ready()  # it accepted our connection and added its peer
+        await nc.call(dco, "NewKey", "us", [0, key])
+        await nc.call(dco, "SetPeer", "uuu", [PEER_ID, 10, 60])
+        await nc.set(path, "layer", "u", 3)
+        await nc.call(path, "AddIPAddress", "susb", ["10.8.0.1", 24, "10.8.0.2", False])
+        await nc.call(path, "SetRemoteAddress", "sb", [ROUTER_V4, False])
+        await nc.call(path, "Establish")
+        ping = netns.run(["ping", "-c", "3", "-i", "0.3", "-W", "5", "10.8.0.2"], check=False)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        await nc.call(path, "Destroy")
+        assert netns.link(IFNAME) is None
+    finally:
+        if sock is not None:
+            sock.close()
+        await far.stop()
+
+
+async def test_an_expired_peer_is_written_to_the_pipe(service, netns, root_bus, dco_family):
     """Keepalive timeout with nobody answering: the kernel deletes the peer
-    (reason EXPIRED) and the client reads [3, u32 peer id, 2] from its pipe."""
+    (reason EXPIRED) and the client reads [the family's peer-deleted command
+    (3 ovpn-dco-v2, 5 ovpn), u32 peer id, 2] from its pipe."""
     nc = Netcfg(root_bus)
     path, dco = await dco_device(nc)
     pipe = socket.socket(fileno=(await nc.call(dco, "GetPipeFD")).unix_fds[0])
@@ -114,7 +146,7 @@ async def test_an_expired_peer_is_written_to_the_pipe(service, netns, root_bus):
         await nc.call(dco, "NewKey", "us", [0, key_config()])
         await nc.call(dco, "SetPeer", "uuu", [PEER_ID, 1, 2])
         pipe.settimeout(30)
-        assert pipe.recv(64) == bytes([3]) + struct.pack("=I", PEER_ID) + bytes([2])
+        assert pipe.recv(64) == bytes([dco_family.peer_deleted_cmd]) + struct.pack("=I", PEER_ID) + bytes([2])
         with pytest.raises(CallFailed) as err:  # the peer is gone
             await nc.call(dco, "SetPeer", "uuu", [PEER_ID, 10, 60])
         assert err.value.name == NETCFG_ERROR and "No such file or directory" in err.value.text
@@ -124,7 +156,7 @@ async def test_an_expired_peer_is_written_to_the_pipe(service, netns, root_bus):
         pipe.close()
 
 
-async def test_bad_calls_are_refused_and_change_nothing(service, netns, root_bus):
+async def test_bad_calls_are_refused_and_change_nothing(service, netns, root_bus, dco_family):
     nc = Netcfg(root_bus)
     path = (await nc.call(NETCFG_MANAGER_PATH, "CreateVirtualInterface", "s", ["bad"])).body[0]
     for name, text in (("lo", "File exists"), ("a/b", "not a valid interface name"),
@@ -163,7 +195,7 @@ async def test_bad_calls_are_refused_and_change_nothing(service, netns, root_bus
     finally:
         os.close(r)
         os.close(w)
-    assert link_kind(netns, IFNAME) == "ovpn-dco"
+    assert link_kind(netns, IFNAME) == dco_family.link_kind
     await nc.call(path, "Destroy")
     assert netns.link(IFNAME) is None
 
@@ -180,7 +212,7 @@ async def test_only_the_owner_drives_the_data_channel(service, netns, root_bus, 
     await nc.call(path, "Destroy")
 
 
-async def test_every_ending_deletes_the_link(service_factory, netns, bus, users):
+async def test_every_ending_deletes_the_link(service_factory, netns, bus, users, dco_family):
     """The client leaving the bus, and the service killed and started again."""
     svc = await service_factory()
     steps = [mgr_step("CreateVirtualInterface", "s", ["gone"]), dev_step({"ref": [0, 0]}, "EnableDCO", "s", [IFNAME])]
@@ -191,17 +223,17 @@ async def test_every_ending_deletes_the_link(service_factory, netns, bus, users)
     conn = await MessageBus(bus_address=svc.bus_address, negotiate_unix_fd=True).connect()
     try:
         await dco_device(Netcfg(conn), "crash")
-        assert link_kind(netns, IFNAME) == "ovpn-dco"
+        assert link_kind(netns, IFNAME) == dco_family.link_kind
         svc.signal(signal.SIGKILL)
         await svc.wait(10)
     finally:
         conn.disconnect()
-    assert link_kind(netns, IFNAME) == "ovpn-dco"  # nobody is left to delete it...
+    assert link_kind(netns, IFNAME) == dco_family.link_kind  # nobody is left to delete it...
     await service_factory(extra_args=["--state-dir", str(svc.state_dir)])  # ...until the next start
     assert netns.link(IFNAME) is None  # recovery runs before the name is owned
 
 
-async def test_events_of_a_dco_device_and_its_link_deleted_by_an_admin(service, netns, root_bus, bus, users):
+async def test_events_of_a_dco_device_and_its_link_deleted_by_an_admin(service, netns, root_bus, bus, users, dco_family):
     """Establish, Disable and Establish again announce the DCO link like a tun
     (spec 8 order); `ip link del` by an admin is reported with origin
     external, and Destroy afterwards neither fails nor reports it again."""
@@ -224,7 +256,7 @@ async def test_events_of_a_dco_device_and_its_link_deleted_by_an_admin(service, 
         assert await sub.wait_changes(3) == up
         await nc.call(path, "Disable")
         assert (await sub.wait_changes(6))[3:] == down
-        assert link_kind(netns, IFNAME) == "ovpn-dco" and "UP" not in netns.link(IFNAME)["flags"]
+        assert link_kind(netns, IFNAME) == dco_family.link_kind and "UP" not in netns.link(IFNAME)["flags"]
         await nc.call(path, "Establish")
         assert (await sub.wait_changes(9))[6:] == up
         netns.ip("link", "del", IFNAME)

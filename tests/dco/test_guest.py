@@ -1,5 +1,6 @@
 """The DCO VM itself (scripts/dco-tests.sh, scripts/dcovm/): inside the
-guest the real ovpn-dco-v2 module answers, a link of kind ``ovpn-dco`` can
+guest the real module of the booted kernel answers (ovpn-dco-v2 on 6.1,
+mainline ovpn on 6.16+), a link of its kind (``ovpn-dco``, ``ovpn``) can
 be made in a test namespace, /dev/net/tun exists, processes running as other
 users can import the checkout, and a real dbus-daemon with the netcfg
 service answers on it.  If one of these fails, the harness is broken, not
@@ -22,27 +23,27 @@ from netcfg import VERSION_STRING
 from support import NETCFG_MANAGER_PATH
 from support.lifecycle import Netcfg
 
-DCO_FAMILY = "ovpn-dco-v2"
+MODULE = {"ovpn-dco-v2": "ovpn_dco_v2", "ovpn": "ovpn"}  # /proc/modules names
 
 
 def test_family_resolves(dco_family):
     with GenericNetlinkSocket() as sock:
-        sock.bind(DCO_FAMILY, None)
-        assert sock.prid == dco_family > 0
+        sock.bind(dco_family.name, None)
+        assert sock.prid > 0
         assert "peers" in sock.mcast_groups
     modules = [line.split()[0] for line in Path("/proc/modules").read_text().splitlines()]
-    assert "ovpn_dco_v2" in modules
+    assert MODULE[dco_family.name] in modules
 
 
-def test_ovpn_dco_link_in_netns(netns):
+def test_dco_link_in_netns(netns, dco_family):
     """Created with pyroute2 inside the namespace, read back with ip -j."""
     ifname = "dcotest0"
     with IPRoute(netns=netns.name) as ipr:
-        ipr.link("add", ifname=ifname, kind="ovpn-dco")
+        ipr.link("add", ifname=ifname, kind=dco_family.link_kind)
         try:
             link = netns.link(ifname)
             assert link is not None, netns.link_names()
-            assert link["linkinfo"]["info_kind"] == "ovpn-dco"
+            assert link["linkinfo"]["info_kind"] == dco_family.link_kind
             # not in the test process's own namespace
             assert subprocess.run(["ip", "link", "show", ifname], capture_output=True).returncode != 0
         finally:

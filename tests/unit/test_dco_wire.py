@@ -1,8 +1,8 @@
 """DCO requests byte for byte, against the golden bytes of spec dco.md 8.2
 (derived from the kernels' uapi headers and policies; the protobuf example
-verified with protoc).  The VM tests (tests/dco) replay them to the real
-ovpn-dco-v2 module; mainline `ovpn` has no module anywhere here, so its
-encoder is checked against the spec's bytes only."""
+verified with protoc).  The VM tests (tests/dco, scripts/dco-tests.sh)
+send the same requests to the real modules: ovpn-dco-v2 on kernel 6.1 and
+mainline ovpn on a 6.17 backports kernel (tests/dco/test_dco_codec.py)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,24 @@ def test_mainline_new_peer_has_no_vpn_addresses():
     assert genl(Ovpn().new_peer(5, peer, 7)) == golden("""
         01000000 08000100 05000000 24000280 08000100 00000000 08000600 07000000
         08000200 c0000201 06000500 04aa0000""")
+
+
+def test_mainline_tcp_peer_has_no_remote():
+    """The kernel refuses a remote with a TCP socket: "unexpected remote IP
+    address with TCP socket" (6.17, tests/dco/test_dco_codec.py)."""
+    assert genl(Ovpn().new_peer(5, PEER, 7, tcp=True)) == golden(
+        "01000000 08000100 05000000 14000280 08000100 00000000 08000600 07000000")
+    assert DcoV2().new_peer(5, PEER, 7, tcp=True) == DcoV2().new_peer(5, PEER, 7)  # ignored there
+
+
+def test_mainline_ipv6_remote_with_scope_id():
+    sa6 = struct.pack("=H", 10) + struct.pack("!HI16s", 1194, 0, bytes.fromhex("fe80" + "00" * 13 + "01"))
+    sa6 += struct.pack("=I", 3)
+    peer = PeerRequest.from_wire(0, base64.b64encode(sa6).decode(), 28, "", "")
+    assert genl(Ovpn().new_peer(5, peer, 7)) == golden("""
+        01000000 08000100 05000000 38000280 08000100 00000000 08000600 07000000
+        14000300 fe800000 00000000 00000000 00000001 08000400 03000000 06000500
+        04aa0000""")
 
 
 def test_mainline_key_and_keepalive():
