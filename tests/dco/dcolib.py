@@ -36,14 +36,13 @@ def sockaddr_b64(ip: str, port: int = PORT) -> str:
     return base64.b64encode(raw).decode()
 
 
-def udp_socket_in(netns: str, local: str, remote: str, port: int = PORT, tcp: bool = False) -> socket.socket:
-    """A UDP socket of namespace `netns` bound to local:port and connected to
-    remote:port (sockets keep the namespace they were made in; setns is per
-    thread, so a short-lived thread makes it).  `tcp`: a TCP connection from
-    an ephemeral port of `local` to remote:port instead."""
+def in_netns(netns: str, fn):
+    """fn() in a short-lived thread that entered namespace `netns` (setns is
+    per thread): the sockets, links and netlink requests it makes are that
+    namespace's, and sockets keep theirs after the thread ends."""
     out: dict = {}
 
-    def make() -> None:
+    def run() -> None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
@@ -52,19 +51,29 @@ def udp_socket_in(netns: str, local: str, remote: str, port: int = PORT, tcp: bo
                     raise OSError(ctypes.get_errno(), "setns")
             finally:
                 os.close(fd)
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
-            s.bind((local, 0 if tcp else port))
-            s.connect((remote, port))
-            out["sock"] = s
+            out["result"] = fn()
         except BaseException as e:
             out["error"] = e
 
-    t = threading.Thread(target=make)
+    t = threading.Thread(target=run)
     t.start()
     t.join()
     if "error" in out:
         raise out["error"]
-    return out["sock"]
+    return out.get("result")
+
+
+def udp_socket_in(netns: str, local: str, remote: str, port: int = PORT, tcp: bool = False) -> socket.socket:
+    """A UDP socket of namespace `netns` bound to local:port and connected to
+    remote:port.  `tcp`: a TCP connection from an ephemeral port of `local`
+    to remote:port instead."""
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        s.bind((local, 0 if tcp else port))
+        s.connect((remote, port))
+        return s
+
+    return in_netns(netns, make)
 
 
 class FarEnd:

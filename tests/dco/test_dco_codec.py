@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ctypes
 import errno
-import os
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
@@ -29,37 +26,11 @@ from netcfg.dco.values import DataKey, PeerRequest
 from netcfg.errors import KernelRefused
 from support.netns import CLIENT_V4, CLIENT_V6, ROUTER_IF, ROUTER_V4, ROUTER_V6, UPLINK_IF
 
-from dcolib import CLONE_NEWNET, PORT, key_config, sockaddr_b64
+from dcolib import PORT, in_netns, key_config, sockaddr_b64
 
 pytestmark = pytest.mark.netns(uplink=True)
 IFNAME = "dcowire0"
 TEARDOWN, USERSPACE = 0, 1  # del-peer reasons
-
-
-def in_netns(netns: str, fn):
-    """fn() in a thread that entered `netns` (setns is per thread): its
-    sockets, links and netlink requests are that namespace's."""
-    out: dict = {}
-
-    def run() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-            finally:
-                os.close(fd)
-            out["result"] = fn()
-        except BaseException as e:
-            out["error"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out.get("result")
 
 
 def sockaddr6_b64(ip: str, port: int = PORT, scope_id: int = 0) -> str:
