@@ -131,10 +131,6 @@ class DcoChannel:
         await self._request(self.family.set_peer(self.ifindex, check_peer_id(peer_id), interval, timeout),
                             f"SetPeer {peer_id}")
 
-    async def peer_info(self, peer_id: int) -> dict[str, int]:
-        replies = await self._request(self.family.get_peer(self.ifindex, peer_id), f"GetPeer {peer_id}")
-        return self.family.peer_info(replies[0]) if replies else {}
-
     async def _request(self, message: tuple[int, bytes], what: str) -> list[bytes]:
         if self.closed or self.genl is None:
             raise StateError(f"{what}: the DCO device is gone")

@@ -4,8 +4,8 @@
 openvpn3-linux up to v27; `ovpn` is mainline Linux 6.16+ (and
 ovpn-backports), spoken by openvpn3 core master.  They share no wire
 layout, so each family is one small codec: a method per D-Bus operation
-returning (command, attributes), and a reader for the peer-deleted
-notification.  The socket work is in genl.py; nothing here does I/O.
+returning (command, attributes), and the attribute numbers from which
+the shared readers (`_Codec`) decode the kernel's answers.  The socket work is in genl.py; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -29,12 +29,43 @@ class PeerGone:
     reason: int
 
 
-class DcoV2:
+class _Codec:
+    """What the two families read the same way, only from other attribute
+    numbers: the peer-deleted notification and a GET_PEER reply.  Each
+    family sets the numbers; the requests it builds are its own."""
+
+    peer_deleted_cmd: int  # also the first byte of the pipe datagram
+    gone_nest: int  # the container of the notification's id and reason
+    gone_id: int
+    gone_reason: int
+    info_nest: int  # the container of a GET_PEER reply
+    info_attrs: dict[int, str]
+
+    def peer_gone(self, cmd: int, payload: bytes) -> PeerGone | None:
+        top = as_dict(payload)
+        if cmd != self.peer_deleted_cmd or IFINDEX not in top or self.gone_nest not in top:
+            return None
+        peer = as_dict(top[self.gone_nest])
+        return PeerGone(uint(top[IFINDEX]), uint(peer.get(self.gone_id, b"\0\0\0\0")),
+                        uint(peer.get(self.gone_reason, b"\0")))
+
+    def peer_info(self, payload: bytes) -> dict[str, int]:
+        """A GET_PEER reply: the peer id and its counters (tests)."""
+        peer = as_dict(as_dict(payload).get(self.info_nest, b""))
+        return {name: uint(peer[n]) for n, name in self.info_attrs.items() if n in peer}
+
+
+class DcoV2(_Codec):
     """ovpn-dco-v2: one container attribute per command, u8/u16 fields, raw sockaddr."""
 
     name = "ovpn-dco-v2"
     link_kind = "ovpn-dco"
-    peer_deleted_cmd = 3  # OVPN_CMD_DEL_PEER: also the first byte of the pipe datagram
+    peer_deleted_cmd = 3  # OVPN_CMD_DEL_PEER
+    gone_nest, gone_id, gone_reason = 4, 2, 1  # DEL_PEER {REASON 1, PEER_ID 2}: the reverse of the others
+    info_nest = 8
+    info_attrs = {1: "id", 7: "keepalive_interval", 8: "keepalive_timeout", 9: "vpn_rx_bytes",
+                  10: "vpn_tx_bytes", 11: "vpn_rx_packets", 12: "vpn_tx_packets", 13: "link_rx_bytes",
+                  14: "link_tx_bytes", 15: "link_rx_packets", 16: "link_tx_packets"}
 
     def new_peer(self, ifindex: int, req: PeerRequest, fd: int, tcp: bool = False) -> tuple[int, bytes]:
         """`fd`: the transport socket (the kernel looks it up in our fd table);
@@ -65,28 +96,18 @@ class DcoV2:
     def get_peer(self, ifindex: int, peer_id: int) -> tuple[int, bytes]:
         return 7, u32(IFINDEX, ifindex) + nest(8, u32(1, peer_id))
 
-    def peer_gone(self, cmd: int, payload: bytes) -> PeerGone | None:
-        top = as_dict(payload)
-        if cmd != 3 or IFINDEX not in top or 4 not in top:
-            return None
-        peer = as_dict(top[4])
-        return PeerGone(uint(top[IFINDEX]), uint(peer.get(2, b"\0\0\0\0")), uint(peer.get(1, b"\0")))
 
-    def peer_info(self, payload: bytes) -> dict[str, int]:
-        """A GET_PEER reply: the peer id and its counters (tests, logs)."""
-        peer = as_dict(as_dict(payload).get(8, b""))
-        names = {1: "id", 7: "keepalive_interval", 8: "keepalive_timeout", 9: "vpn_rx_bytes",
-                 10: "vpn_tx_bytes", 11: "vpn_rx_packets", 12: "vpn_tx_packets", 13: "link_rx_bytes",
-                 14: "link_tx_bytes", 15: "link_rx_packets", 16: "link_tx_packets"}
-        return {name: uint(peer[n]) for n, name in names.items() if n in peer}
-
-
-class Ovpn:
+class Ovpn(_Codec):
     """Mainline ovpn: shared PEER and KEYCONF containers, u32 fields, split endpoint."""
 
     name = "ovpn"
     link_kind = "ovpn"
     peer_deleted_cmd = 5  # OVPN_CMD_PEER_DEL_NTF
+    gone_nest, gone_id, gone_reason = 2, 1, 15  # PEER {ID 1, DEL_REASON 15}
+    info_nest = 2
+    info_attrs = {1: "id", 13: "keepalive_interval", 14: "keepalive_timeout", 16: "vpn_rx_bytes",
+                  17: "vpn_tx_bytes", 18: "vpn_rx_packets", 19: "vpn_tx_packets", 20: "link_rx_bytes",
+                  21: "link_tx_bytes", 22: "link_rx_packets", 23: "link_tx_packets"}
 
     def new_peer(self, ifindex: int, req: PeerRequest, fd: int, tcp: bool = False) -> tuple[int, bytes]:
         remote = req.remote
@@ -121,20 +142,6 @@ class Ovpn:
 
     def get_peer(self, ifindex: int, peer_id: int) -> tuple[int, bytes]:
         return 3, u32(IFINDEX, ifindex) + nest(2, u32(1, peer_id))
-
-    def peer_gone(self, cmd: int, payload: bytes) -> PeerGone | None:
-        top = as_dict(payload)
-        if cmd != 5 or IFINDEX not in top or 2 not in top:
-            return None
-        peer = as_dict(top[2])
-        return PeerGone(uint(top[IFINDEX]), uint(peer.get(1, b"\0\0\0\0")), uint(peer.get(15, b"\0")))
-
-    def peer_info(self, payload: bytes) -> dict[str, int]:
-        peer = as_dict(as_dict(payload).get(2, b""))
-        names = {1: "id", 13: "keepalive_interval", 14: "keepalive_timeout", 16: "vpn_rx_bytes",
-                 17: "vpn_tx_bytes", 18: "vpn_rx_packets", 19: "vpn_tx_packets", 20: "link_rx_bytes",
-                 21: "link_tx_bytes", 22: "link_rx_packets", 23: "link_tx_packets"}
-        return {name: uint(peer[n]) for n, name in names.items() if n in peer}
 
 
 FAMILIES = {f.name: f for f in (DcoV2(), Ovpn())}
