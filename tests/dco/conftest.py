@@ -28,9 +28,6 @@ from pyroute2.netlink.generic import GenericNetlinkSocket
 from netcfg.dco.families import FAMILIES
 from netcfg.dco.probe import ORDER
 
-MODULES = {"ovpn-dco-v2": "ovpn-dco-v2", "ovpn": "ovpn"}  # family -> kernel module
-
-
 def _kernel_facts() -> str:
     def out(*cmd: str) -> str:
         try:
@@ -41,7 +38,7 @@ def _kernel_facts() -> str:
 
     lines = [f"kernel: {os.uname().release}", f"NETCFG_DCOVM={os.environ.get('NETCFG_DCOVM')!r}",
              f"NETCFG_DCO_FAMILY={os.environ.get('NETCFG_DCO_FAMILY')!r}"]
-    for module in MODULES.values():
+    for module in ORDER:  # each family's module has the family's name
         lines += [f"modinfo {module}: {out('modinfo', '-F', 'filename', module)}",
                   f"modprobe {module}: {out('modprobe', '-v', module) or 'ok'}"]
     return "\n".join(lines)
