@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from . import VERSION_STRING
+from .log import JOURNAL_MODES
 
 REDIRECT_METHODS = ("host-route", "bind-device", "none")
 DNS_BACKENDS = ("auto", "systemd-resolved", "resolv-conf", "openresolv", "none")
@@ -25,6 +26,7 @@ class Options:
     bus_address: str | None = None  # None: the system bus
     log_level: int = 4
     log_file: str | None = None  # a path, or "stdout:"
+    log_journal: str = "auto"  # log.JOURNAL_MODES: journald priorities on stderr
     idle_exit: float = 5.0  # minutes, 0 disables
     state_dir: str = "/var/lib/netcfg"
     redirect_method: str = "host-route"
@@ -95,6 +97,7 @@ YAML_KEYS = {
     "bus_address": ("bus_address", _path),
     "log_level": ("log_level", _log_level),
     "log_file": ("log_file", _path),
+    "log_journal": ("log_journal", _choice(JOURNAL_MODES)),
     "idle_exit": ("idle_exit", _minutes),
     "state_dir": ("state_dir", _path),
     "redirect_method": ("redirect_method", _choice(REDIRECT_METHODS)),
@@ -123,16 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="netcfg-service",
         description="netcfg: the OpenVPN 3 Linux network-configuration D-Bus service "
-        "(net.openvpn.v3.netcfg), re-implemented in Python.  Must run as root.",
+        "(net.openvpn.v3.netcfg), re-implemented in Python.  Must be started as root "
+        "(or with CAP_NET_ADMIN); it keeps only the capabilities it needs.",
         epilog="Options given on the command line override the --config file.  "
-        "See docs/configuration.md for the YAML keys.",
+        "SIGTERM and SIGINT tear every device down and exit; SIGHUP is logged and ignored.  "
+        "Exit codes: 0 stopped normally, 1 internal error, 2 bad options or configuration file, "
+        "3 fatal start-up error (one line on stderr names it), 4 DNS could not be given back at shutdown.  "
+        "See docs/configuration.md for the YAML keys and docs/troubleshooting.md.",
     )
     a = p.add_argument
     a("--version", action="version", version=VERSION_STRING)
     a("--bus-address", metavar="ADDRESS", help="serve on this D-Bus address instead of the system bus")
     a("--config", metavar="FILE", help="YAML configuration file")
     a("--log-level", metavar="LEVEL", type=_argtype(_log_level), help="0 (critical only) - 6 (debug); default 4")
-    a("--log-file", metavar="FILE", help="also log to FILE (appended), or 'stdout:'; default stderr")
+    a("--log-file", metavar="FILE",
+      help="log to FILE (appended) instead of stderr, or 'stdout:'; fatal start-up errors go to stderr too")
+    a("--log-journal", metavar="MODE", type=_argtype(_choice(JOURNAL_MODES)),
+      help="stderr for the journal: native (journald fields), prefix ('<N>' syslog priorities), "
+      "off (timestamped lines), or auto (default: native or prefix when stderr is the journal's stream)")
     a("--idle-exit", metavar="MINUTES", type=_argtype(_minutes), help="exit after MINUTES idle without devices; 0 disables; default 5")
     a("--state-dir", metavar="DIR", help="directory for the crash-recovery journal; default /var/lib/netcfg")
     a("--redirect-method", metavar="METHOD", type=_argtype(_choice(REDIRECT_METHODS)),

@@ -50,3 +50,7 @@ class NoUplink(NetcfgError):
 
 class BackendUnavailable(NetcfgError):
     """A DNS backend cannot do its work right now."""
+
+
+class StartupError(Exception):
+    """The service cannot start; the message names what failed (exit code 3)."""
