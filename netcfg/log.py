@@ -186,7 +186,11 @@ def sighup_ignored() -> None:
 
 def quiet_libraries(record: logging.LogRecord) -> bool:
     # Library chatter stays out.  A filter, not setLevel: pyroute2 resets
-    # its logger's level to 0 when it is imported.
+    # its logger's level to 0 when it is imported.  pyroute2's tc module
+    # warns at import when /proc/net/psched is hidden (the unit's
+    # ProcSubset=pid); netcfg uses no tc.
+    if record.name.startswith("pyroute2.netlink.rtnl.tcmsg"):
+        return False
     return record.levelno >= logging.WARNING or not record.name.startswith(("pyroute2", "asyncio", "dbus_fast"))
 
 
