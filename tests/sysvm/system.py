@@ -128,7 +128,7 @@ def device_steps(name: str, *, protect: bool = False, dco_ifname: str | None = N
         step["timeout"] = 120  # Establish with DNS: seconds on the emulated CPU
     if dco_ifname:
         n = len(steps)
-        steps += [mgr_step("CreateVirtualInterface", "s", [name + "-dco"]),
+        steps += [mgr_step("CreateVirtualInterface", "s", [name + "_dco"]),
                   dev_step({"ref": [n, 0]}, "EnableDCO", "s", [dco_ifname], timeout=120)]
     return steps
 
