@@ -9,7 +9,11 @@ witnesses say where each one arrived ("router": through the uplink,
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
+import os
+import socket
+import struct
 
 import pytest
 
@@ -17,6 +21,7 @@ from netcfg.leak.rules import LeakRules
 from support.leaklab import (
     LAN4, LAN6, LAN_SERVICE_PORT, MARK, OUTSIDE4, OUTSIDE6, SERVER4, SERVER6, VPN_PORT, Probe, both,
 )
+from support.nsenter import in_netns
 
 pytestmark = pytest.mark.asyncio
 
@@ -117,3 +122,33 @@ async def test_forwarded_traffic_is_held_to_the_same_rule(lab, leak_table):
     await assert_paths(lab, expect(nowhere=ctr_out + ctr_server + ctr_dns))
     dropped = await leak_table.counters()
     assert dropped["leak_forward_ipv4"].packets > 0 and dropped["leak_forward_ipv6"].packets > 0
+
+
+async def test_a_real_tun_is_matched_by_its_index(lab, leak_table):
+    """A tun device held open by the test (as a VPN client holds netcfg's):
+    what the rules let into it, the test reads from its fd."""
+    fd, name = in_netns(lab.client.name, open_tun)
+    try:
+        lab.client.ip("link", "set", name, "up")
+        lab.client.ip("route", "add", f"{OUTSIDE4}/32", "dev", name)
+        index = lab.client.link(name)["ifindex"]
+        sock = in_netns(lab.client.name, socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
+        with sock:
+            await leak_table.apply(policy(lab, tunnels=frozenset({lab.tunnel_index})))  # not this one
+            with pytest.raises(PermissionError):
+                sock.sendto(b"blocked", (OUTSIDE4, 9))
+            await leak_table.apply(policy(lab, tunnels=frozenset({index})))
+            sock.sendto(b"through the tun", (OUTSIDE4, 9))
+        packet = os.read(fd, 2048)  # queued already (sendto returned); IPv6 router solicitations may come first
+        while packet[0] >> 4 != 4:
+            packet = os.read(fd, 2048)
+        assert packet.endswith(b"through the tun") and socket.inet_ntoa(packet[16:20]) == OUTSIDE4
+    finally:
+        os.close(fd)
+
+
+def open_tun() -> tuple[int, str]:
+    """A non-persistent tun without packet info (made inside the namespace)."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    ifr = fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", b"ltun%d", 0x0001 | 0x1000))  # TUNSETIFF, IFF_TUN|NO_PI
+    return fd, ifr[:16].rstrip(b"\0").decode()
