@@ -104,6 +104,7 @@ class Nft:
         self._thread_init = thread_init
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="nft")
         self._ctx = None
+        self.known: dict = {}  # table -> what this context last made it hold (kernel/nft.py)
 
     def _open(self):
         # On the thread, at its first batch: a failure reaches the caller

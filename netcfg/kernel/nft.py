@@ -47,13 +47,27 @@ class NftTable:
         log.debug("replaced %s: %d chains, %d rules", self, len(content.chains), content.rule_count())
 
     def _replace_sync(self, nft: Nft, content: TableContent) -> None:
-        # On the nft thread: the listing and the batch cannot interleave
-        # with another replace of ours.
+        # On the nft thread: nothing of ours interleaves.  What the table
+        # holds is what this context last put there; it is read from the
+        # kernel only when unknown (the first replace, e.g. adopting the
+        # table a previous run left) or when a batch built on it is refused
+        # (someone else changed the table): listing it costs as much as
+        # the replace itself.
+        present = nft.known.get(self)
+        if present is not None:
+            try:
+                nft.execute("replace", self, replace_commands(self.family, self.name, content, present))
+                nft.known[self] = Present.of(content)
+                return
+            except KernelRefused as e:
+                log.info("%s changed behind our back (%s); reading it again", self, e)
         present = Present.from_listing(self._list_sync(nft))
         nft.execute("replace", self, replace_commands(self.family, self.name, content, present))
+        nft.known[self] = Present.of(content)
 
     async def remove(self, nft: Nft) -> None:
         """Delete the table; already gone counts as done."""
+        nft.known.pop(self, None)
         try:
             await nft.run("delete", self, delete_commands(self.family, self.name))
         except KernelRefused as e:

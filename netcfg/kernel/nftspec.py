@@ -122,6 +122,12 @@ class Present:
     counters: frozenset[str] = frozenset()
 
     @classmethod
+    def of(cls, content: TableContent) -> "Present":
+        """What a table holds after a replace with `content`."""
+        chains = {c.name: c.hook.json() if c.hook else {} for c in content.chains}
+        return cls(chains, frozenset(content.counters))
+
+    @classmethod
     def from_listing(cls, items: list[dict]) -> "Present":
         chains = {i["chain"]["name"]: i["chain"] for i in items if "chain" in i}
         counters = frozenset(i["counter"]["name"] for i in items if "counter" in i)

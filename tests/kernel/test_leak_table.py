@@ -147,3 +147,14 @@ async def test_the_kernel_takes_every_plan(netns, leak_table, policy):
     await leak_table.apply(policy)
     assert kernel_rule_count(netns) == content.rule_count()
 
+
+
+async def test_a_table_changed_behind_our_back_is_read_again(netns, leak_table):
+    """The next replace is built on what this context last installed; when
+    someone deleted the table meanwhile, that batch is refused and the
+    replace reads the table and succeeds."""
+    await leak_table.apply(LeakRules(allow_lan=True))
+    nft(netns, "delete", "table", "inet", "netcfg")
+    await leak_table.apply(LeakRules())  # would delete chain leak_lan: gone already
+    listing = leak_table.listing()
+    assert "chain leak_output" in listing and "chain leak_lan" not in listing
