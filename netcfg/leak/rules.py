@@ -130,5 +130,5 @@ def _uplink_upkeep(uplinks: list[str]) -> list[Rule]:
 
 
 def _drops(chain: str) -> list[Rule]:
-    return [Rule((match(meta("nfproto"), family), counter(DROPPED[chain, family]), DROP), "leak")
+    return [Rule((match(meta("nfproto"), family), counter(DROPPED[chain, family]), DROP), "everything else")
             for family in ("ipv4", "ipv6")]
