@@ -119,7 +119,7 @@ class Nft:
 
     async def call(self, fn: Callable[..., T], *args) -> T:
         """Run `fn(*args)` on this context's thread: several batches with nothing in between."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._open_pool(), fn, *args)
 
     async def run(self, op: str, obj: object, commands: list[dict]) -> list[dict]:
         """Run one batch (one nftables transaction); its JSON output items."""
@@ -127,7 +127,7 @@ class Nft:
 
     def run_sync(self, op: str, obj: object, commands: list[dict]) -> list[dict]:
         """`run` for callers outside the event loop (start-up, tests)."""
-        return self._pool.submit(self.execute, op, obj, commands).result()
+        return self._open_pool().submit(self.execute, op, obj, commands).result()
 
     def execute(self, op: str, obj: object, commands: list[dict]) -> list[dict]:
         """Run one batch, on this context's thread only (inside `call`).
@@ -136,11 +136,21 @@ class Nft:
         """
         if self._ctx is None:
             self._ctx = self._open()
-        rc, output, error = self._ctx.json_cmd({"nftables": commands})
+        try:
+            rc, output, error = self._ctx.json_cmd({"nftables": commands})
+        except ValueError as e:  # libnftables 1.0.6 writes broken JSON for some tables (`flags owner`)
+            raise KernelRefused(op, obj, 0, f"libnftables answered with unreadable JSON ({e})") from None
         if rc != 0:
             lines = [line.strip() for line in error.splitlines() if line.startswith("Error")]
             raise KernelRefused(op, obj, errno_of(error), " ".join(lines) or error.strip()[:300])
         return output.get("nftables", []) if isinstance(output, dict) else []
+
+    def _open_pool(self) -> ThreadPoolExecutor:
+        # Never None: run_in_executor(None) would run on the loop's default
+        # pool, whose threads may be in another network namespace.
+        if self._pool is None:
+            raise RuntimeError("the libnftables context is closed")
+        return self._pool
 
     def close(self) -> None:
         if self._pool is not None:

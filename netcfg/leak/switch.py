@@ -81,6 +81,11 @@ class KillSwitch:
         e.ending_since = None
         e.last = tunnel.ifname
 
+    def hold(self, why: str) -> None:
+        """Held without a client: the table a crashed run of netcfg left (fail closed)."""
+        if self.mode is Mode.ON:
+            self.engagements[why] = Engagement(why, 0, held_since=self.clock())
+
     def torn_down(self, device: str, deliberate: bool) -> None:
         """A device's tunnel is gone: `deliberate` when its client asked
         (Destroy, Disable, Cleanup), not when the client vanished."""
@@ -140,8 +145,8 @@ class KillSwitch:
             return State.ACTIVE, f"{e.last} of {e.owner} (pid {e.pid}) redirects the default route"
         if held:
             e = held[0]
-            return State.HELD, (f"{e.owner} (pid {e.pid}) vanished without Destroy; held until a new "
-                                "tunnel is established or an admin releases it")
+            who = e.owner if not e.pid else f"{e.owner} (pid {e.pid}) vanished without Destroy"
+            return State.HELD, f"{who}; held until a new tunnel is established or an admin releases it"
         if ending:
             e = ending[0]
             return State.ACTIVE, (f"{e.owner} (pid {e.pid}) disconnected; waiting {self.grace:g} s for it to "

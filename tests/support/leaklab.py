@@ -39,8 +39,9 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .netns import Netns
 from .nsenter import in_netns
@@ -189,8 +190,7 @@ class LeakLab:
         system call.  The neighbour caches are flushed first, so IPv6
         probes also need neighbour discovery to get out.
         """
-        for ns in (self.router, self.far):
-            ns.run(["nft", "flush", "set", "inet", "witness", "seen"])
+        self.clear_witnesses()
         for ns in (self.client, self.container):
             if ns is not None:
                 ns.ip("neigh", "flush", "all")
@@ -205,6 +205,10 @@ class LeakLab:
                 break
             await asyncio.sleep(0.05)
         return {p: seen.get(k) for k, p in by_port.items()}
+
+    def clear_witnesses(self) -> None:
+        for ns in (self.router, self.far):
+            ns.run(["nft", "flush", "set", "inet", "witness", "seen"])
 
     def _seen(self) -> dict[tuple[str, int], str]:
         seen = {}
@@ -237,6 +241,61 @@ class LeakLab:
         finally:
             for _, sock in sockets:
                 sock.close()
+
+
+class ProbeStream:
+    """UDP probes sent without pause, in turn to each destination, from a
+    thread, until stopped: each destination has its own socket and source
+    port, counts of sendto() that went out and that were refused (EPERM:
+    dropped in this host's output hook), and the witnesses tell where any
+    that went out arrived (``LeakLab.seen_stream``)."""
+
+    def __init__(self, lab: "LeakLab", destinations: dict[str, int]) -> None:
+        self.lab, self.ports = lab, destinations  # destination -> source port
+        self.sent = {d: 0 for d in destinations}
+        self.refused = {d: 0 for d in destinations}
+        self._stop = threading.Event()
+        self._sockets = in_netns(lab.client.name, self._open)
+        self._thread = threading.Thread(target=self._run, name="probe-stream")
+
+    def _open(self) -> dict:
+        out = {}
+        for dst, sport in self.ports.items():
+            family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+            s = socket.socket(family, socket.SOCK_DGRAM)
+            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", sport))
+            out[dst] = s
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for dst, sock in self._sockets.items():
+                try:
+                    sock.sendto(b"stream", (dst, 9))
+                    self.sent[dst] += 1
+                except PermissionError:
+                    self.refused[dst] += 1
+
+    def __enter__(self) -> "ProbeStream":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        for s in self._sockets.values():
+            s.close()
+
+    def total(self) -> int:
+        return sum(self.sent.values()) + sum(self.refused.values())
+
+    def arrived(self) -> dict[str, str | None]:
+        """Destination -> where its probes arrived ("router", "far", None)."""
+        seen = self.lab._seen()
+        return {dst: seen.get(("udp", port)) for dst, port in self.ports.items()}
+
+    def __str__(self) -> str:
+        return f"sent {self.sent}, refused {self.refused}, arrived {self.arrived()}"
 
 
 async def _connect(sock: socket.socket, probe: Probe) -> None:

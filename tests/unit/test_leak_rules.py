@@ -146,3 +146,15 @@ def test_merge_refuses_two_parts_with_one_name():
 def test_errno_of_library_messages():
     assert errno_of("Error: Could not process rule: No such file or directory\n") == 2
     assert errno_of("Error: syntax error") == 0
+
+
+def test_connected_networks_skip_loopback_link_local_and_tunnels():
+    import socket
+
+    from netcfg.leak.lan import connected
+
+    rows = [(1, socket.AF_INET, "127.0.0.1", 8), (1, socket.AF_INET6, "::1", 128),
+            (2, socket.AF_INET, "192.0.2.2", 24), (2, socket.AF_INET6, "2001:db8:ff::2", 64),
+            (2, socket.AF_INET6, "fe80::1", 64), (3, socket.AF_INET, "192.0.2.9", 24),
+            (7, socket.AF_INET, "10.8.0.2", 24)]
+    assert [str(n) for n in connected(rows, skip={7})] == ["192.0.2.0/24", "2001:db8:ff::/64"]

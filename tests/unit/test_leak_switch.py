@@ -157,3 +157,15 @@ class Sequences(RuleBasedStateMachine):
 
 
 TestSequences = Sequences.TestCase
+
+
+def test_a_table_left_by_a_crashed_run_is_held():
+    s, _ = switch()
+    s.hold("a previous run of netcfg ended without stopping")
+    state, reason = s.status()
+    assert state is State.HELD and reason.startswith("a previous run of netcfg ended without stopping; held")
+    s.established(tun(0), 7)
+    assert s.status()[0] is State.ACTIVE and set(s.engagements) == {":1.5"}
+    lockdown, _ = switch(Mode.LOCKDOWN)
+    lockdown.hold("x")
+    assert lockdown.engagements == {}
