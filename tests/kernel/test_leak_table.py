@@ -8,10 +8,11 @@ import json
 import socket
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
 
 from netcfg.kernel.nftspec import TableContent
 from netcfg.leak.rules import COUNTERS, LeakRules, ruleset
+from support.leakpolicies import policies
 from support.nsenter import in_netns
 
 pytestmark = pytest.mark.asyncio
@@ -125,22 +126,8 @@ def kernel_rule_count(netns) -> int:
     return sum(1 for i in items if "rule" in i)
 
 
-networks = st.one_of(
-    st.builds(lambda a, p: ipaddress.ip_network((a, p), strict=False), st.ip_addresses(v=4), st.integers(8, 32)),
-    st.builds(lambda a, p: ipaddress.ip_network((a, p), strict=False), st.ip_addresses(v=6), st.integers(16, 128)),
-)
-policies = st.builds(
-    LeakRules,
-    tunnels=st.frozensets(st.integers(1, 2**31 - 1), max_size=5),
-    marks=st.frozensets(st.integers(1, 2**32 - 1), max_size=3),
-    uplinks=st.frozensets(st.from_regex(r"[a-z][a-z0-9]{0,14}", fullmatch=True), max_size=3),
-    allow_lan=st.booleans(),
-    lan=st.lists(networks, max_size=8).map(tuple),
-)
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(policy=policies)
+@given(policy=policies(tunnels=5, lan=8, shortest=8))
 async def test_the_kernel_takes_every_plan(netns, leak_table, policy):
     """Whatever the policy, nf_tables accepts the plan and holds exactly its rules."""
     content: TableContent = ruleset(policy)

@@ -12,17 +12,9 @@ from hypothesis import given, strategies as st
 from netcfg.kernel.libnft import errno_of
 from netcfg.kernel.nftspec import Chain, Hook, Present, Rule, TableContent, one_or_set, replace_commands
 from netcfg.leak.rules import COUNTERS, DROPPED, FORWARD, LAN, OUTPUT, LeakRules, lan_networks, ruleset
+from support import leakpolicies
 
-v4nets = st.builds(lambda a, p: ipaddress.ip_network((a, p), strict=False), st.ip_addresses(v=4), st.integers(0, 32))
-v6nets = st.builds(lambda a, p: ipaddress.ip_network((a, p), strict=False), st.ip_addresses(v=6), st.integers(0, 128))
-policies = st.builds(
-    LeakRules,
-    tunnels=st.frozensets(st.integers(1, 2**31 - 1), max_size=40),
-    marks=st.frozensets(st.integers(1, 2**32 - 1), max_size=4),
-    uplinks=st.frozensets(st.from_regex(r"[a-z][a-z0-9]{0,14}", fullmatch=True), max_size=4),
-    allow_lan=st.booleans(),
-    lan=st.lists(st.one_of(v4nets, v6nets), max_size=60).map(tuple),
-)
+policies = leakpolicies.policies()
 
 
 def chain(content: TableContent, name: str) -> Chain:
@@ -83,7 +75,7 @@ def test_the_lan_never_gets_dns(policy):
     assert rest.expr == ({"accept": None},)
 
 
-@given(st.lists(st.one_of(v4nets, v6nets), max_size=60))
+@given(st.lists(leakpolicies.networks(), max_size=60))
 def test_lan_sets_are_collapsed_and_include_link_local_multicast(nets):
     v4, v6 = lan_networks(nets)
     for group in (v4, v6):
