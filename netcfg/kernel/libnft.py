@@ -125,10 +125,6 @@ class Nft:
         """Run one batch (one nftables transaction); its JSON output items."""
         return await self.call(self.execute, op, obj, commands)
 
-    def run_sync(self, op: str, obj: object, commands: list[dict]) -> list[dict]:
-        """`run` for callers outside the event loop (start-up, tests)."""
-        return self._open_pool().submit(self.execute, op, obj, commands).result()
-
     def execute(self, op: str, obj: object, commands: list[dict]) -> list[dict]:
         """Run one batch, on this context's thread only (inside `call`).
 
