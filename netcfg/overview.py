@@ -170,8 +170,9 @@ def _removed_rows(session: Session, held: list, names: dict[int, str], ifindex: 
                          "ifindex": ifindex, "dev": names.get(ifindex), "ledger": False, "kernel": False,
                          "state": "removed"})
     wanted = list(c.networks)
-    wanted += list(DEF1_V4) if c.reroute_ipv4 and any(o.dst == "0.0.0.0" and o.prefix == 1 for o in held) else []
-    wanted += list(DEF1_V6) if c.reroute_ipv6 and any(o.dst == "::" and o.prefix == 1 for o in held) else []
+    for halves in (DEF1_V4, DEF1_V6):  # the redirect routes, when this Establish made them (one half left)
+        if any((n.ipv6, n.address, n.prefix) in have_routes for n in halves):
+            wanted += halves
     for n in wanted:
         if (n.ipv6, n.address, n.prefix) not in have_routes:
             rows.append({"kind": "route", "family": _family(n.ipv6), "dst": n.address, "prefix": n.prefix,
@@ -208,13 +209,13 @@ def protection_view(prot, names: dict[int, str] | None = None) -> dict:
             "device": prot.device_path, "routes": [route_view(r, names) for r in prot.ledger.objects(Route)]}
 
 
-def mark_view(mark) -> dict | None:
+def mark_view(mark, names: dict[int, str] | None = None) -> dict | None:
     """The --set-somark rule and table, while a protection holds them."""
     if mark is None:
         return None
     return {"mark": mark.mark, "table": mark.table, "priority": mark.priority, "holders": len(mark.holders),
             "rules": [rule_view(r) for r in mark.ledger.objects(Rule)],
-            "routes": [route_view(r) for r in mark.ledger.objects(Route)]}
+            "routes": [route_view(r, names) for r in mark.ledger.objects(Route)]}
 
 
 async def link_names(watch: KernelWatch) -> dict[int, str]:

@@ -110,7 +110,7 @@ class AdminFace:
     async def ListProtections(self, call: Call):
         names = await overview.link_names(self.registry.ctx.watch)
         prots = [wire_dict(overview.protection_view(p, names)) for p in self.registry.protections.values()]
-        return [prots, wire_dict(overview.mark_view(self.registry.mark) or {})]
+        return [prots, wire_dict(overview.mark_view(self.registry.mark, names) or {})]
 
     async def CleanupDevice(self, call: Call, device_path: str):
         session = self.registry.get(device_path)
