@@ -10,7 +10,7 @@ import sys
 from .. import VERSION_STRING
 from .bus import Client
 from .commands import COMMANDS
-from .errors import EXIT_CODES, CtlError
+from .errors import EXIT_CODES, FAILED, CtlError
 from .output import Output
 
 DESCRIPTION = ("Show and manage what netcfg (net.openvpn.v3.netcfg, the OpenVPN 3 network-configuration "
@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.code
     except BrokenPipeError:  # `netcfgctl watch | head`
         return 0
+    except Exception as e:  # a bug of ours: one line, not a traceback
+        print(f"netcfgctl: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return FAILED
 
 
 if __name__ == "__main__":

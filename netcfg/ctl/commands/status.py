@@ -6,6 +6,7 @@ import datetime
 import time
 
 from ..bus import ADMIN
+from ..errors import DENIED, CtlError
 from ..output import join
 
 NAME = "status"
@@ -19,6 +20,8 @@ def add_arguments(parser) -> None:
 
 async def collect(client) -> dict:
     admin = await client.get_all(ADMIN)
+    if "start_timestamp" not in admin:  # GetAll leaves out what the caller may not read
+        raise CtlError(DENIED, "status: permission denied; this needs root")
     started = admin["start_timestamp"] / 1e6
     mark = admin["so_mark"] or None
     return {
