@@ -29,6 +29,8 @@ def read_text(path: str) -> str | None:
 def write_atomically(path: str, text: str, dir_mode: int = 0o755) -> None:
     """Write `text` to a temporary file beside `path`, fsync, rename over it (mode kept, else 0644)."""
     target = Path(path)
+    if target.exists() and not target.is_file():  # /dev/null, a directory: never replaced
+        raise IsADirectoryError(f"{path} is not a regular file")
     target.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
     try:
         mode = target.stat().st_mode & 0o7777
