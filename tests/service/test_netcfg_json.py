@@ -172,3 +172,30 @@ def test_a_broken_file_is_one_line_naming_file_and_line(text, line, needle):
     assert ran.returncode == 2 and ran.stdout == "", ran
     assert ran.stderr.startswith(f"netcfg-service: {state}/netcfg.json:{line}: "), ran.stderr
     assert needle in ran.stderr and len(ran.stderr.splitlines()) == 1, ran.stderr
+
+
+@pytest.mark.asyncio
+async def test_config_finds_both_files_through_the_service(service_factory, bus):
+    svc = await service_factory()
+    settings = svc.settings_path
+    settings.write_text("# our settings\n# somark_table: 111\n")
+    for args in (("set", "somark-table", "300"), ("set", "dns-backend", "openresolv"), ("set", "log-level", "3")):
+        ran = await ctl(bus.address, "config", *args)
+        assert ran.returncode == 0 and "takes effect when netcfg-service next starts" in ran.stdout, ran
+    assert settings.read_text() == "# our settings\n# somark_table: 111\nsomark_table: 300\ndns_backend: openresolv\n"
+    assert (svc.state_dir / "netcfg.json").read_text() == one_key("log-level", "log_level", '"3"')
+    shown = (await ctl(bus.address, "config", "show", "--json")).json()
+    assert shown == {"netcfg_json": {"path": str(svc.state_dir / "netcfg.json"), "keys": {"log-level": "3"}},
+                     "settings": {"path": str(settings), "keys": {"somark-table": 300, "dns-backend": "openresolv"}}}
+    text = (await ctl(bus.address, "config", "show")).stdout
+    assert "log-level" in text and "3  (Log level)" in text and "somark-table" in text
+    for args, code, needle in ((("set", "somark-table", "254"), 2, "not 253-255"), (("set", "bogus", "1"), 2, "unknown key"),
+                               (("set", "dns-backend"), 2, "usage"), (("unset", "dns-backend", "x"), 2, "usage")):
+        ran = await ctl(bus.address, "config", *args)
+        assert ran.returncode == code and needle in ran.stderr, (args, ran)
+    assert settings.read_text().endswith("dns_backend: openresolv\n")
+    assert await svc.stop() == 0
+    svc = await service_factory(extra_args=["--state-dir", str(svc.state_dir), "--config", str(settings),
+                                            "--set-somark", "7"])
+    status = (await ctl(bus.address, "status", "--json")).json()
+    assert (status["log_level"], status["so_mark_table"], status["settings_file"]) == (3, 300, str(settings))
