@@ -138,17 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="netcfg-service",
         description="netcfg: the OpenVPN 3 Linux network-configuration D-Bus service "
         "(net.openvpn.v3.netcfg), re-implemented in Python.  Must run as root.",
-        epilog="Options given on the command line override the --config file.  "
-        "See docs/configuration.md for the YAML keys.",
+        epilog="Precedence: defaults < the YAML file < the command line < <state-dir>/netcfg.json "
+        "(the original's file, edited by openvpn3-admin netcfg-service and netcfgctl config; read only "
+        "when a state directory is given).  Keys: netcfg.yaml(5).  Exit codes: 0 normal, 2 bad options "
+        "or configuration file, 3 fatal start-up error, 4 DNS configuration not given back at shutdown.",
     )
     a = p.add_argument
     a("--version", action="version", version=VERSION_STRING)
     a("--bus-address", metavar="ADDRESS", help="serve on this D-Bus address instead of the system bus")
-    a("--config", metavar="FILE", help="YAML configuration file")
+    a("--config", metavar="FILE", help=f"our YAML configuration file; default {DEFAULT_SETTINGS_FILE} if it exists")
     a("--log-level", metavar="LEVEL", type=_argtype(_log_level), help="0 (critical only) - 6 (debug); default 4")
     a("--log-file", metavar="FILE", help="also log to FILE (appended), or 'stdout:'; default stderr")
     a("--idle-exit", metavar="MINUTES", type=_argtype(_minutes), help="exit after MINUTES idle without devices; 0 disables; default 5")
-    a("--state-dir", metavar="DIR", help="directory for the crash-recovery journal; default /var/lib/netcfg")
+    a("--state-dir", metavar="DIR", help="directory for the crash-recovery journal, and of netcfg.json "
+      "(read when this is given); default /var/lib/netcfg")
     a("--redirect-method", metavar="METHOD", type=_argtype(_choice(REDIRECT_METHODS)),
       help="how ProtectSocket keeps the VPN transport out of the tunnel: host-route (default), bind-device, none")
     a("--set-somark", metavar="MARK", type=_argtype(_mark),
