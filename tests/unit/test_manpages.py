@@ -85,3 +85,18 @@ def test_pages_render_without_warnings(rendered):
                            env={"MANWIDTH": "80", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
         assert r.returncode == 0 and r.stderr == "", (page, r.stderr)
         assert page.split(".")[0] in r.stdout
+
+
+def test_bash_completion_knows_every_command_option_key_and_type():
+    from netcfg.ctl.commands import config as config_command
+    from netcfg.events import ChangeType
+
+    text = (REPO / "completion" / "netcfgctl.bash").read_text()
+    words = set(re.findall(r"[A-Za-z_-]+", text))
+    assert {c.NAME for c in COMMANDS} <= words
+    assert {o for o in code_options(ctl_parser()) if o.startswith("--")} <= words
+    keys = re.search(r'local keys="([^"]+)"', text).group(1).split()
+    assert sorted(keys) == sorted(config_command.all_keys())
+    assert {t.name for t in ChangeType} <= words
+    r = subprocess.run(["bash", "-n", str(REPO / "completion" / "netcfgctl.bash")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
