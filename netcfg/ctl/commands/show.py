@@ -12,7 +12,7 @@ HELP = "everything about one device (path, path's last element, or kernel name):
 READS = True
 STATE_STYLE = {"ok": "green", "kernel": "dim", "missing": "red", "removed": "red", "foreign": "yellow"}
 DRIFT = ("missing", "removed", "foreign")
-HEAD = "  state      netcfg  kernel  object"
+HEAD = "  " + "state".ljust(10) + "netcfg".ljust(8) + "kernel".ljust(8) + "object"
 
 
 def add_arguments(parser) -> None:
@@ -43,11 +43,17 @@ async def run(args, ctx) -> int:
                                for n in c["networks"]))
     out.line()
     out.line(out.paint(HEAD, "bold"))
+    made_by_kernel = [o for o in d["objects"] if o["state"] == "kernel"]
     for o in d["objects"]:
         state = o["state"]
+        if state == "kernel":
+            continue
         mark = "!" if state in DRIFT else " "
         cells = f"{mark} {state:<9} {yes_no(o['ledger']):<7} {yes_no(o['kernel']):<7} "
         out.wrapped(cells, object_text(o), STATE_STYLE.get(state, "bold"))
+    if made_by_kernel:
+        out.wrapped("  ", f"({len(made_by_kernel)} more objects on the link were made by the kernel itself: "
+                          "prefix and local routes, link-local address; --json lists them)")
     for note in link["drift"]:
         out.line(out.paint(f"! {note}", "red"))
     if d["drift"]:
