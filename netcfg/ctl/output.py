@@ -66,6 +66,19 @@ class Output:
         for rest in lines[1:]:
             self.line(" " * visible + rest)
 
+def listing(out: Output, key: str, items: list[dict], empty: str, print_one) -> None:
+    """`{key: items}` as JSON, or each item printed by `print_one(out, item)`, a blank line between."""
+    if out.json_mode:
+        out.json({key: items})
+        return
+    if not items:
+        out.line(empty)
+    for i, item in enumerate(items):
+        if i:
+            out.line()
+        print_one(out, item)
+
+
 def join(values, empty: str = "-") -> str:
     values = [str(v) for v in values if v not in (None, "")]
     return ", ".join(values) if values else empty

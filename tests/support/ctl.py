@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import REPO_ROOT
-from .client_runtime import _ids, _popen_kw, client_runtime
+from .client_runtime import _ids, _popen_kw, client_runtime, world_readable
 
 _COPY: Path | None = None
 
@@ -55,10 +54,7 @@ def _world_readable_copy() -> Path:
     shutil.copytree(REPO_ROOT / "netcfg", d / "netcfg", ignore=ignore)
     shutil.copytree(Path(dbus_fast.__file__).parent, d / "dbus_fast", ignore=ignore)
     shutil.copytree(Path(yaml.__file__).parent, d / "yaml", ignore=ignore)
-    for root, _dirs, files in os.walk(d):
-        os.chmod(root, 0o755)
-        for f in files:
-            os.chmod(os.path.join(root, f), 0o644)
+    world_readable(d)
     _COPY = d
     return d
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..bus import ADMIN
 from ..describe import owner_text, with_user
 from ..errors import FAILED, USAGE, CtlError
-from ..output import join
+from ..output import join, listing
 
 NAME = "devices"
 HELP = "list devices: path, owner (UID, PID, process, bus name), kernel name and index, state, addresses, routes, DNS"
@@ -56,15 +56,5 @@ def print_summary(out, d: dict) -> None:
 
 
 async def run(args, ctx) -> int:
-    devices = await list_devices(await ctx.client())
-    out = ctx.out
-    if out.json_mode:
-        out.json({"devices": devices})
-        return 0
-    if not devices:
-        out.line("no devices")
-    for i, d in enumerate(devices):
-        if i:
-            out.line()
-        print_summary(out, d)
+    listing(ctx.out, "devices", await list_devices(await ctx.client()), "no devices", print_summary)
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..describe import owner_text, type_names, user_name
-from ..output import join
+from ..output import join, listing
 
 NAME = "subscribers"
 HELP = "NetworkChange subscribers: unique bus name, PID, UID, process and event types"
@@ -30,13 +30,10 @@ async def run(args, ctx) -> int:
         uid, pid = creds.get("UnixUserID"), creds.get("ProcessID")
         subscribers.append({"bus_name": name, "mask": mask, "types": type_names(mask), "uid": uid,
                             "user": user_name(uid), "pid": pid, "process": _process(pid)})
-    out = ctx.out
-    if out.json_mode:
-        out.json({"subscribers": subscribers})
-        return 0
-    if not subscribers:
-        out.line("no subscribers")
-    for s in subscribers:
-        out.line(out.paint(s["bus_name"], "bold") + "  " + owner_text({**s, "bus_name": None}))
-        out.field("events", join(s["types"]) + f" (mask {s['mask']})")
+    listing(ctx.out, "subscribers", subscribers, "no subscribers", _print)
     return 0
+
+
+def _print(out, s: dict) -> None:
+    out.line(out.paint(s["bus_name"], "bold") + "  " + owner_text({**s, "bus_name": None}))
+    out.field("events", join(s["types"]) + f" (mask {s['mask']})")
