@@ -88,6 +88,9 @@ async def test_status_devices_show_agree_with_the_kernel(service, netns, root_bu
         assert {r["dev"] for r in detail["objects"] if r["kind"] == "route" and r["state"] == "ok"} == {ifname, UPLINK_IF}
         ours = {f"{a['address']}/{a['prefix']}" for a in detail["objects"] if a["kind"] == "address" and a["ledger"]}
         assert ours == kernel_addrs
+        for args in (["status"], ["devices"], ["protections"], ["subscribers"], ["config", "show"]):
+            ran = await ctl(bus.address, *args)
+            assert ran.returncode == 0 and max(map(len, ran.stdout.splitlines())) <= 80, ran
         text = await ctl(bus.address, "show", path)
         assert text.returncode == 0 and "no drift" in text.stdout
         assert max(map(len, text.stdout.splitlines())) <= 80, text.stdout
