@@ -159,12 +159,12 @@ async def show(args, ctx) -> int:
     if out.json_mode:
         out.json(result)
         return 0
-    out.line(out.paint(f"{json_path or '(no netcfg.json: the service has no --state-dir)'}", "bold")
-             + "  (the original's keys; openvpn3-admin netcfg-service edits it too)")
+    out.field("netcfg.json", f"{json_path or '- (the service has no --state-dir)'} (the original's keys; "
+                             "openvpn3-admin netcfg-service edits it too)", indent=0)
     for description, value in netcfg_json.describe(upstream.values if upstream else {}):
         option = next(o.option for o in netcfg_json.OPTIONS if o.description == description)
         out.field(option, f"{value}  ({description})")
-    out.line(out.paint(settings, "bold") + "  (netcfg's own settings)")
+    out.field("settings", f"{settings} (netcfg's own keys)", indent=0)
     for key, value in result["settings"]["keys"].items():
         out.field(key, str(value))
     return 0
