@@ -74,3 +74,17 @@ def test_yaml_editing_keeps_comments():
     assert set_key("", "somark_table", 200) == "somark_table: 200\n"
     assert set_key("a: 1\n", "state_dir", "/x: y") == "a: 1\nstate_dir: '/x: y'\n"
     assert unset_key(edited, "dns_backend") == text
+
+
+def test_the_packaged_settings_file_parses_and_names_every_key_of_ours():
+    from pathlib import Path
+
+    import yaml
+
+    from netcfg.ctl.commands.config import our_keys
+
+    text = (Path(__file__).resolve().parents[2] / "config" / "netcfg.yaml").read_text()
+    assert config.yaml_values(yaml.safe_load(text) or {}, "netcfg.yaml") == {}  # all commented out
+    for key in our_keys().values():
+        assert f"\n# {key}: " in text, key
+    assert set_key(text, "dns_backend", "none").count("dns_backend: none\n") == 1
