@@ -35,6 +35,8 @@ declare -A NEEDS=(
     [useradd]=passwd            # the openvpn and netcfg-test users
     [/usr/sbin/nologin]=login
     [/usr/bin/python3]=python3  # readable interpreter for clients as other UIDs
+    [groff]=groff-base          # the man pages render without warnings (tests/unit/test_manpages.py)
+    [man]=man-db                # `man -l` of the rendered pages
 )
 
 missing=()
