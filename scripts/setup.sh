@@ -36,6 +36,8 @@ declare -A NEEDS=(
     [/usr/sbin/nologin]=login
     [/usr/bin/python3]=python3  # readable interpreter for clients as other UIDs
     [nft]=nftables              # reading tables in the leak-protection tests and docs
+    [groff]=groff-base          # the man pages render without warnings (tests/unit/test_manpages.py)
+    [man]=man-db                # `man -l` of the rendered pages
 )
 
 missing=()
