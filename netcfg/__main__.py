@@ -30,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     # Until the event loop takes SIGHUP over (bus/service.py), it must not
     # kill a starting service either.
     signal.signal(signal.SIGHUP, lambda *_: logsetup.sighup_ignored())
-    options = config.parse(argv)
+    try:
+        options = config.parse(argv)
+    except config.ConfigError as e:  # one line naming the file and line, never a traceback
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         logsetup.setup(options.log_level, options.log_file, options.log_journal)
     except OSError as e:
@@ -39,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return EXIT_USAGE
+    for key in options.upstream_ignored:
+        log.warning("%s: ignoring \"%s\": not a key of this file (our own settings belong in %s)",
+                    options.upstream_file, key, options.settings_file or config.DEFAULT_SETTINGS_FILE)
     try:
         return _start(options)
     except StartupError as e:

@@ -38,3 +38,12 @@ async def has_exited(pid: int, within: float) -> bool:
             loop.remove_reader(fd)
     finally:
         os.close(fd)
+
+
+def command_name(pid: int) -> str:
+    """The process's command name (/proc/PID/comm), "" when it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return ""

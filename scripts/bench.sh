@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks: routes at scale against `ip -batch`, call latency, service
-# memory (bench/README.md), then NetworkChange fan-out (bench/FANOUT.md).
+# memory (bench/README.md), leak protection's cost (bench/leak.py), then
+# NetworkChange fan-out (bench/FANOUT.md).
 # As root:
 #
 #   sudo scripts/bench.sh [--sizes 0,100,1000,10000] [--reps 5] [--check]
@@ -17,6 +18,9 @@ if [[ $(id -u) != 0 ]]; then
 fi
 bash scripts/setup.sh
 .venv/bin/python bench/run.py "$@"
+echo
+echo "Leak protection: what its rules add to Establish (bench/leak.py):"
+.venv/bin/python bench/leak.py
 echo
 echo "NetworkChange fan-out of one Establish (bench/FANOUT.md), on dbus-daemon:"
 .venv/bin/python bench/fanout.py

@@ -51,6 +51,7 @@ Architecture: $ARCH
 Maintainer: netcfg developers <root@localhost>
 Installed-Size: $(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
 Depends: python3 (>= $PYVER~), python3 (<< $PYNEXT), python3-systemd, dbus-system-bus | default-dbus-system-bus
+Recommends: python3-nftables
 Suggests: systemd-resolved | openresolv
 Section: net
 Priority: optional

@@ -99,6 +99,7 @@ do_install() {
   local stage=$STAGE
   say "building the venv $PREFIX (pip, PyPI)"
   stage_venv "$stage"
+  # the system's systemd and nftables bindings, where its python3 has them
   local dist
   dist=$("$PKG_PYTHON" -c 'import os, systemd.journal as j; print(os.path.dirname(os.path.dirname(j.__file__)))' \
          2>/dev/null) || { dist=""; say "no python3-systemd binding: journal lines get '<N>' prefixes instead of fields"; }

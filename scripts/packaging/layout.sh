@@ -12,7 +12,8 @@
 #   /usr/share/dbus-1/system.d/net.openvpn.v3.netcfg.conf          policy
 #   /usr/share/dbus-1/system-services/net.openvpn.v3.netcfg.service activation
 #   $UNIT_DIR/netcfg.service            the hardened unit
-#   /etc/netcfg/netcfg.yaml             commented defaults (a conffile)
+#   /etc/netcfg/netcfg.yaml             commented defaults (config/netcfg.yaml; a conffile)
+#   /usr/share/bash-completion/completions/netcfgctl
 #   /usr/share/doc/ovpn3-netcfg/        README.md, docs/, copyright
 #   /usr/share/man/man{5,8}/            what scripts/build-man.sh renders, if it exists
 #   /var/lib/netcfg/                    the state directory (0700)
@@ -21,15 +22,17 @@ PKG=ovpn3-netcfg
 PREFIX=/opt/$PKG
 STATE_DIR=/var/lib/netcfg
 CONFIG=/etc/netcfg/netcfg.yaml
+COMPLETION=/usr/share/bash-completion/completions/netcfgctl
 POLICY=/usr/share/dbus-1/system.d/net.openvpn.v3.netcfg.conf
 ACTIVATION=/usr/share/dbus-1/system-services/net.openvpn.v3.netcfg.service
 # Files of the OpenVPN 3 Linux package that ours replace (dpkg-divert, or
 # install.sh's move aside): same names, same places.
 REPLACED=("$ACTIVATION" "$POLICY")
-# Debian Python modules the bundled venv sees (see stage_debian_python).  To
-# add one (e.g. nftables for python3-nftables): name it here and add its
-# package to Depends: in scripts/build-deb.sh.
-DEBIAN_PY_MODULES=(systemd)
+# Debian Python modules the bundled venv sees (see stage_debian_python): to
+# add one, name it here and its package in scripts/build-deb.sh's control.
+# systemd: python3-systemd (journald fields; Depends); nftables:
+# python3-nftables (leak protection, netcfg/kernel/libnft.py; Recommends).
+DEBIAN_PY_MODULES=(systemd nftables)
 DEBIAN_DIST_PACKAGES=/usr/lib/python3/dist-packages
 # Debian 12's python3; the venv links to it and the wheels are built for it
 PKG_PYTHON=${PKG_PYTHON:-/usr/bin/python3}
@@ -105,7 +108,8 @@ stage_files() {
   install -D -m 644 "$REPO/dbus-policy/net.openvpn.v3.netcfg.conf" "$dest$POLICY"
   install -D -m 644 "$REPO/systemd/net.openvpn.v3.netcfg.service" "$dest$ACTIVATION"
   install -D -m 644 "$REPO/systemd/netcfg.service" "$dest$unit_dir/netcfg.service"
-  install -D -m 644 "$REPO/packaging/netcfg.yaml" "$dest$CONFIG"
+  install -D -m 644 "$REPO/config/netcfg.yaml" "$dest$CONFIG"
+  install -D -m 644 "$REPO/completion/netcfgctl.bash" "$dest$COMPLETION"
   install -d -m 700 "$dest$STATE_DIR"
   for name in $(project_scripts); do
     install -d "$dest$(dirname "$(command_link "$name")")"

@@ -48,9 +48,14 @@ def test_package_contents(deb):
                  "usr/share/doc/ovpn3-netcfg/docs/troubleshooting.md", "opt/ovpn3-netcfg/bin/netcfg-service",
                  "opt/ovpn3-netcfg/pyvenv.cfg"):
         assert path in files, path
+    for page in ("man8/netcfg-service.8.gz", "man8/netcfgctl.8.gz", "man5/netcfg.yaml.5.gz"):
+        assert f"usr/share/man/{page}" in files, page  # scripts/build-man.sh's pages
+    assert "usr/share/bash-completion/completions/netcfgctl" in files
     assert files["usr/sbin/netcfg-service"].endswith("-> /opt/ovpn3-netcfg/bin/netcfg-service")
+    assert files["usr/bin/netcfgctl"].endswith("-> /opt/ovpn3-netcfg/bin/netcfgctl")
     assert files["opt/ovpn3-netcfg/bin/python3"].endswith("-> /usr/bin/python3")
-    assert files["opt/ovpn3-netcfg/debian-python/systemd"].endswith("-> /usr/lib/python3/dist-packages/systemd")
+    for module in ("systemd", "nftables"):
+        assert files[f"opt/ovpn3-netcfg/debian-python/{module}"].endswith(f"-> /usr/lib/python3/dist-packages/{module}")
     assert files["var/lib/netcfg"].startswith("drwx------ root/root")
     assert all(" root/root " in line for line in files.values())
     # the venv holds netcfg and its pinned dependencies, byte-compiled

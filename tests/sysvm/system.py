@@ -85,7 +85,7 @@ def set_options(options: str | None) -> None:
         DROP_IN.unlink(missing_ok=True)
     else:
         DROP_IN.parent.mkdir(parents=True, exist_ok=True)
-        DROP_IN.write_text(f"[Service]\nExecStart=\nExecStart=/opt/{PKG}/bin/netcfg-service {options}\n")
+        DROP_IN.write_text(f"[Service]\nExecStart=\nExecStart=/opt/{PKG}/bin/netcfg-service --state-dir /var/lib/netcfg {options}\n")
     sh("systemctl daemon-reload")
 
 
