@@ -22,6 +22,7 @@ from .errors import StartupError
 
 EXIT_INTERNAL, EXIT_USAGE, EXIT_STARTUP = 1, 2, 3
 PROG = "netcfg-service"
+NOT_ROOT = "must be started as root (or with CAP_NET_ADMIN)"
 
 log = logging.getLogger("netcfg")
 
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = config.parse(argv)
     except config.ConfigError as e:  # one line naming the file and line, never a traceback
+        if not privileges.has(privileges.CAP_NET_ADMIN):  # the files are root's: that is the cause
+            print(f"{PROG}: {NOT_ROOT}", file=sys.stderr)
+            return EXIT_STARTUP
         print(f"{PROG}: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start(options: config.Options) -> int:
     if not privileges.has(privileges.CAP_NET_ADMIN):
-        raise StartupError("must be started as root (or with CAP_NET_ADMIN)")
+        raise StartupError(NOT_ROOT)
     _raise_fd_limit()
     if not options.keep_all_capabilities:
         try:  # before any thread exists: capabilities are per thread
