@@ -11,7 +11,6 @@ stderr too: whoever started the service sees it either way.
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import signal
 import sys
