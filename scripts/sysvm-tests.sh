@@ -22,7 +22,7 @@
 #
 # Exit code: pytest's (1 if it ran no test), 124 when the guest timed out,
 # 125/126 when it could not run, 3 when the host check of the unit failed.
-# env: SYSVM_TIMEOUT  seconds before the guest is killed (default 900)
+# env: SYSVM_TIMEOUT  seconds before the guest is killed (default 1200)
 #      DCOVM_MEM      guest memory in MiB (default 1024)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -67,7 +67,7 @@ args=""
 t=$SECONDS
 rc=0
 DCOVM_KARGS="quiet loglevel=3 systemd.show_status=false" \
-    scripts/dcovm/run-in-vm.sh -i /sbin/sysvm-init -w "$REPO" -m "${DCOVM_MEM:-1024}" -t "${SYSVM_TIMEOUT:-900}" -- \
+    scripts/dcovm/run-in-vm.sh -i /sbin/sysvm-init -w "$REPO" -m "${DCOVM_MEM:-1024}" -t "${SYSVM_TIMEOUT:-1200}" -- \
     "echo \"sysvm: systemd up after \$(cut -d' ' -f1 /proc/uptime) s\"; python -m pytest -q -ra -p no:cacheprovider --durations=0 tests/sysvm$args" \
     || rc=$?
 stage "guest: boot, tests, power-off" "$t"
@@ -81,7 +81,7 @@ for line in "${times[@]}"; do say "time: $line"; done
 case $rc in
     0)   say "passed" ;;
     5)   say "FAILED: pytest ran no test"; rc=1 ;;
-    124) say "FAILED: the guest timed out (SYSVM_TIMEOUT=${SYSVM_TIMEOUT:-900})" ;;
+    124) say "FAILED: the guest timed out (SYSVM_TIMEOUT=${SYSVM_TIMEOUT:-1200})" ;;
     125|126) say "FAILED: the guest could not run" ;;
     *)   say "FAILED: pytest exit code $rc" ;;
 esac
