@@ -36,7 +36,7 @@ SOMARK = 0x4F56
 UPLINK = ("up0", "192.0.2.2/24", "192.0.2.1")
 
 
-def sh(cmd: str, check: bool = True, timeout: float = 180) -> str:
+def sh(cmd: str, check: bool = True, timeout: float = 300) -> str:
     """Run a shell command; its stdout (stderr too when it fails)."""
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
