@@ -14,19 +14,14 @@ from __future__ import annotations
 import logging
 from errno import EEXIST
 from itertools import groupby
-from typing import Union
+from typing import Any
 
-from ..errors import KernelRefused
-from . import address, link, rule
-from .address import AddressOnLink
-from .link import TunLink
+from . import kinds
 from .netlink import Netlink
-from .route import Route
-from .rule import Rule
 
 log = logging.getLogger(__name__)
 
-KernelObject = Union[TunLink, AddressOnLink, Route, Rule]
+KernelObject = Any  # a value of a registered kind (kernel/kinds.py)
 UNDELETED = ".undeleted"  # journal key suffix: deletes the kernel refused, retried at the next start
 
 
@@ -58,9 +53,9 @@ class Ledger:
         if not objs:
             return
         self.record(objs)
-        for kind, group in groupby(objs, type):
+        for kind, group in groupby(objs, kinds.of):
             group = list(group)
-            failed = await _create(self.nl, kind, group)
+            failed = await kind.create(self.nl, group)
             if failed:
                 refused = {id(obj) for obj, _ in failed}
                 self.entries = [e for e in self.entries if id(e) not in refused]
@@ -88,16 +83,16 @@ class Ledger:
         self.journal.write(self.key, self.entries + [new for _, new in pairs])
         errors: list[Exception] = []
         swapped = {}
-        for kind, group in groupby(pairs, lambda p: type(p[0])):
+        for kind, group in groupby(pairs, lambda p: kinds.of(p[0])):
             group = list(group)
-            failed = await _remove(self.nl, kind, [old for old, _ in group])
+            failed = await kind.remove(self.nl, [old for old, _ in group])
             kept = {id(obj) for obj, _ in failed}
             errors += [e for _, e in failed]
             swapped.update((id(old), new) for old, new in group if id(old) not in kept)
         self.entries = [swapped.get(id(e), e) for e in self.entries]
         added = list(swapped.values())
-        for kind, group in groupby(added, type):
-            failed = await _create(self.nl, kind, list(group))
+        for kind, group in groupby(added, kinds.of):
+            failed = await kind.create(self.nl, list(group))
             refused = {id(obj) for obj, _ in failed}
             self.entries = [e for e in self.entries if id(e) not in refused]
             errors += [e for _, e in failed]
@@ -111,8 +106,8 @@ class Ledger:
         a delete of something absent counts as done.
         """
         errors: list[Exception] = []
-        for kind, group in groupby(objs, type):
-            failed = await _create(self.nl, kind, list(group))
+        for kind, group in groupby(objs, kinds.of):
+            failed = await kind.create(self.nl, list(group))
             errors += [e for _, e in failed if getattr(e, "errno", None) != EEXIST]
         return errors
 
@@ -127,8 +122,8 @@ class Ledger:
         errors: list[Exception] = []
         undeleted: list[KernelObject] = []
         tail = self.entries[since:]
-        for kind, group in groupby(reversed(tail), type):
-            for obj, e in await _remove(self.nl, kind, list(group)):
+        for kind, group in groupby(reversed(tail), kinds.of):
+            for obj, e in await kind.remove(self.nl, list(group)):
                 log.warning("teardown of %s: %s", self.key, e)
                 errors.append(e)
                 undeleted.insert(0, obj)  # creation order, as journaled
@@ -147,29 +142,3 @@ class Ledger:
         else:
             self.journal.remove(self.key)
 
-
-async def _create(nl: Netlink, kind: type, objs: list) -> list[tuple[object, KernelRefused]]:
-    if kind is Route:
-        failures = await nl.routes.add(objs)
-        return [(f.route, KernelRefused("add", f.route, f.errno, f.extack)) for f in failures]
-    if kind is AddressOnLink:
-        return await address.add(nl, objs)
-    if kind is Rule:
-        return await rule.add(nl, objs)
-    if kind is TunLink:
-        return await link.create(nl, objs)  # DCO links (a tun is opened by kernel/tun.py before it is recorded)
-    raise TypeError(f"no create for {kind}")
-
-
-async def _remove(nl: Netlink, kind: type, objs: list) -> list[tuple[object, KernelRefused]]:
-    """Delete all of `objs` that can be deleted; "already gone" is done."""
-    if kind is Route:
-        failures = await nl.routes.delete(objs)
-        return [(f.route, KernelRefused("delete", f.route, f.errno, f.extack)) for f in failures]
-    if kind is AddressOnLink:
-        return await address.remove(nl, objs)
-    if kind is Rule:
-        return await rule.remove(nl, objs)
-    if kind is TunLink:
-        return await link.remove(nl, objs)
-    raise TypeError(f"no remove for {kind}")

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelRefused
-from .netlink import GONE, Netlink, refused
+from .kinds import Kind, register
+from .netlink import Netlink, refused
+from .nlmsg import GONE
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +116,22 @@ async def _still_ours(nl: Netlink, link: TunLink) -> int | None:
         log.warning("not deleting %s (%s): it is now %s (%s)", link, link.link_kind, msg.get("ifname"), kind or "?")
         return None
     return msg["index"]
+
+
+class LinkKind(Kind[TunLink]):
+    name, type = "link", TunLink
+
+    async def create(self, nl, objs: list[TunLink]) -> list[tuple[TunLink, KernelRefused]]:
+        return await create(nl, objs)
+
+    async def remove(self, nl, objs: list[TunLink]) -> list[tuple[TunLink, KernelRefused]]:
+        return await remove(nl, objs)
+
+    def observed_key(self, link: TunLink) -> tuple:
+        return ("link", link.ifindex)
+
+    def link_of(self, link: TunLink) -> int:
+        return link.ifindex
+
+
+LINKS = register(LinkKind())
