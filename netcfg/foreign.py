@@ -191,24 +191,24 @@ class ForeignChanges:
             present = {notice_key(n) for n in await self.ctx.watch.dump(False, addresses, routes)}
             gone = [c for c in candidates if key_of(c) not in present]
             if gone:
-                self._report_gone(session, gone)
+                await self._report_gone(session, gone)
 
     async def _compare_with_kernel(self, session: Session) -> None:
         present = {notice_key(n) for n in await self.ctx.watch.dump()}
         gone = [e for e in session.ledger.entries if key_of(e) not in present]
         if gone:
-            self._report_gone(session, gone)
+            await self._report_gone(session, gone)
 
     # -- what subscribers hear --
 
-    def _report_gone(self, session: Session, gone: list) -> None:
+    async def _report_gone(self, session: Session, gone: list) -> None:
         """Forget `gone` and report it in teardown order: routes, addresses, the device."""
         link = next((e for e in session.ledger.entries if isinstance(e, TunLink)), None)
         ids = {id(e) for e in gone}
         link_gone = link is not None and id(link) in ids
         if link_gone:  # everything on the link went with it
             gone += [e for e in session.ledger.entries if id(e) not in ids and _on_link(e, link.ifindex)]
-        session.ledger.forget(gone)
+        await session.ledger.forget(gone)
         more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
         log.warning("device %s: removed by someone else: %s%s", session.path, ", ".join(map(str, gone[:5])), more)
         ifname = link.ifname if link is not None else session.device_name

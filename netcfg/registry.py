@@ -141,7 +141,7 @@ class DeviceRegistry:
                              device_path: str | None = None) -> bool:
         prot = self.protections.get(owner.bus_name)
         if prot is None:
-            ledger = Ledger(f"protect-{owner.pid}-{owner.bus_name}", self.ctx.nl, self.ctx.journal)
+            ledger = Ledger(self.ctx.journal.new_key(f"protect-{owner.bus_name}-{owner.pid}"), self.ctx.nl, self.ctx.journal)
             prot = self.protections[owner.bus_name] = protect.Protection(owner, ledger)
         prot.device_path = device_path
         return await protect.protect(self.ctx.nl, prot, remote, ipv6, self.ctx.tunnel_ifindexes(),

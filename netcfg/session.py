@@ -83,7 +83,6 @@ class Session:
         self.dco: DcoChannel | None = None  # EnableDCO: the device is a DCO link, not a tun
         self.dns = ctx.dns.new_settings()
         self.lock = asyncio.Lock()  # one change at a time per device
-        self._generation = 0
 
     # -- desired configuration (validated by the value types' from_wire) --
 
@@ -185,8 +184,7 @@ class Session:
                 await self._undo(self.ledger, old_link=self.link)
                 self.ledger, self.state = None, State.DISABLED
             excludes = await exclude.plan(self.ctx, self.config.networks)  # NoUplink: before any change
-            self._generation += 1
-            ledger = Ledger(f"{self.key}.{self._generation}", self.ctx.nl, self.ctx.journal)
+            ledger = Ledger(self.ctx.journal.new_key(self.key), self.ctx.nl, self.ctx.journal)
             fd = None
             try:
                 dns_before = await self._enable_dns("pre", "")
@@ -226,12 +224,13 @@ class Session:
             new_link = TunLink(ifindex, ifname)
         else:  # listed for foreign.py, deleted only by its channel's ledger (at Destroy)
             new_link = TunLink(ifindex, ifname, self.dco.link.link_kind, borrowed=True)
-        ledger.record([new_link])
+        # One journal write for the whole Establish (each is fsync'ed): the
+        # tun is not journaled before it, as it goes with our fd if we crash.
+        ledger.hold([new_link])
         self.ctx.note_tunnel(self, ifindex)
         await link.configure(self.ctx.nl, new_link, self.config.mtu, self.config.txqueuelen)
-        await ledger.apply([AddressOnLink(ifindex, a) for a in self.config.addresses])
-        await ledger.apply(self._tun_routes(ifindex))
-        await ledger.apply(excludes)
+        addresses = [AddressOnLink(ifindex, a) for a in self.config.addresses]
+        await ledger.apply(addresses + self._tun_routes(ifindex) + excludes)
         return new_link
 
     # -- teardown --

@@ -74,7 +74,7 @@ class Service:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)
         self.nl = await Netlink().open()
-        journal = Journal(opts.state_dir)
+        self.journal = journal = Journal(opts.state_dir)
         self.bus = bus = await connect(opts.bus_address)
         dispatcher = self.dispatcher = Dispatcher(bus, Credentials(bus), self.touch)
         self.pump = SignalPump(bus)
@@ -185,6 +185,7 @@ class Service:
         await self.foreign.stop()
         await self.watch.stop()
         await self.nl.close()
+        self.journal.close()
         return 0 if dns_restored else 4
 
 

@@ -62,7 +62,7 @@ class DcoChannel:
             raise StateError("Error creating ovpn-dco device: this kernel has no data channel offload "
                              "(neither the ovpn-dco-v2 nor the ovpn module); DcoAvailable says so")
         link = TunLink(0, ifname, family.link_kind)
-        self = cls(family, link, Ledger(f"{key}.dco", nl, journal))
+        self = cls(family, link, Ledger(journal.new_key(f"{key}.dco"), nl, journal))
         try:
             await self.ledger.apply([link])
             found = await nl.ipr.link_lookup(ifname=ifname)

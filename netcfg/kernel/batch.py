@@ -238,8 +238,8 @@ class RouteBatcher:
                     call.failure = exc
                 break
             if call is not None:
-                for seq, err, extack in _parse_acks(self._buf, size):
-                    call.ack(seq, err, extack)
+                for seq, err, text in _parse_acks(self._buf, size):
+                    call.ack(seq, err, text)
         if call is not None:
             if overrun:
                 # Requests are processed inside send(), so with the queue now

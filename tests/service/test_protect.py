@@ -260,21 +260,23 @@ async def test_exclude_of_the_uplinks_own_subnet(service, netns, root_bus):
         nc.close()
 
 
-async def test_tun_route_colliding_with_an_existing_route_still_fails(service, netns, root_bus):
-    """Only exclude routes can be satisfied by an existing route: a tunnel network with the key of the connected
-    route is still refused, all or nothing, and the error names the route."""
+async def test_tun_route_colliding_with_an_existing_route_goes_in_behind_it(service, netns, root_bus):
+    """Only exclude routes can be satisfied by an existing route.  A tunnel network with the key of the
+    connected LAN route goes in behind it (the next metric): the LAN keeps its traffic, and Destroy leaves
+    the connected route alone."""
     nc = Netcfg(root_bus)
     try:
+        connected = lan_routes(netns)
         path = await nc.device("lan_tun", excludes=False)
         await nc.call(path, "AddNetworks", "a(suibb)", [[[*LAN4, -1, False, False]]])
-        with pytest.raises(CallFailed) as err:
-            await nc.establish(path)
-        assert err.value.name == NETCFG_ERROR
-        assert f"{LAN4[0]}/{LAN4[1]}" in err.value.text and "File exists" in err.value.text, err.value.text
-        assert [n for n in netns.link_names() if n.startswith("tun")] == []
-        assert netns.netcfg_routes() == []
-        assert {r["protocol"] for r in lan_routes(netns)} == {"kernel"}
+        await nc.establish(path)
+        tun = await nc.get(path, "device_name")
+        ours = [r for r in netns.netcfg_routes() if r["dst"] == f"{LAN4[0]}/{LAN4[1]}"]
+        assert [(r["dev"], r.get("metric")) for r in ours] == [(tun, 1)]
+        assert route_get(netns, "192.0.2.77")["dev"] == UPLINK_IF  # the LAN's own route wins
         await nc.call(path, "Destroy")
+        assert netns.netcfg_routes() == []
+        assert lan_routes(netns) == connected
     finally:
         nc.close()
 

@@ -5,6 +5,8 @@ objects in their order; journals of the earlier formats still decode."""
 import json
 import socket
 
+import pytest
+
 from netcfg.kernel.address import AddressOnLink, TunnelAddress
 from netcfg.kernel.link import TunLink
 from netcfg.kernel.route import Route
@@ -20,15 +22,32 @@ OBJECTS = [
 ]
 
 
-def test_journal_round_trip(tmp_path):
+@pytest.mark.asyncio
+async def test_journal_round_trip(tmp_path):
     journal = Journal(tmp_path)
-    journal.write("dev.1", OBJECTS)
-    assert journal.leftovers() == {"dev.1": OBJECTS}
-    journal.remove("dev.1")
-    assert journal.leftovers() == {}
+    try:
+        await journal.write("dev.1", OBJECTS)
+        assert journal.leftovers() == {"dev.1": OBJECTS}
+        await journal.remove("dev.1")
+        assert journal.leftovers() == {}
+        assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary left behind
+    finally:
+        journal.close()
 
 
-def test_runs_are_columns_and_order_is_kept(tmp_path):
+def test_keys_are_never_reused(tmp_path):
+    """Two ledgers of one label, in one run or in two, never share a file."""
+    first, second = Journal(tmp_path), Journal(tmp_path)
+    try:
+        keys = [first.new_key("1234_dev"), first.new_key("1234_dev"), second.new_key("1234_dev")]
+        assert len(set(keys)) == 3 and all(k.startswith("1234_dev.") for k in keys)
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.asyncio
+async def test_runs_are_columns_and_order_is_kept(tmp_path):
     routes = [Route(socket.AF_INET, f"198.18.{i}.0", 24, 7, "10.8.0.1", i or None) for i in range(3)]
     address6 = AddressOnLink(7, TunnelAddress("fd00::2", 64, "", True))
     objects = [OBJECTS[0], *routes[:2], address6, routes[2], OBJECTS[3]]
@@ -39,10 +58,13 @@ def test_runs_are_columns_and_order_is_kept(tmp_path):
     assert items[2]["columns"]["address"] == "fd00::2"  # an address's columns are flat
     assert decode_all(items) == objects
     journal = Journal(tmp_path)
-    journal.write("dev.2", objects)
-    assert journal.read("dev.2") == objects
-    assert journal.leftovers() == {"dev.2": objects}
-    assert journal.read("nothing") is None
+    try:
+        await journal.write("dev.2", objects)
+        assert journal.read("dev.2") == objects
+        assert journal.leftovers() == {"dev.2": objects}
+        assert journal.read("nothing") is None
+    finally:
+        journal.close()
 
 
 def test_journals_of_the_earlier_formats_still_decode():
