@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from ..kernel.nlmsg import attributes, uint
 
 IFINDEX = 1  # the first top-level attribute of every command, in both families
+# A GET_PEER reply's counters, by the names both families give them.
+COUNTERS = ("KEEPALIVE_INTERVAL", "KEEPALIVE_TIMEOUT", "VPN_RX_BYTES", "VPN_TX_BYTES", "VPN_RX_PACKETS",
+            "VPN_TX_PACKETS", "LINK_RX_BYTES", "LINK_TX_BYTES", "LINK_RX_PACKETS", "LINK_TX_PACKETS")
 
 
 @dataclass(frozen=True)

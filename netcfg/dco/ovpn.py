@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ..kernel.nlmsg import attr, be16, nest, u32
-from .codec import IFINDEX, Codec
+from .codec import COUNTERS, IFINDEX, Codec
 from .values import DataKey, PeerRequest
 
 
@@ -77,10 +77,6 @@ class Keydir(IntEnum):  # OVPN_A_KEYDIR_*
     NONCE_TAIL = 2
 
 
-_COUNTERS = ("KEEPALIVE_INTERVAL", "KEEPALIVE_TIMEOUT", "VPN_RX_BYTES", "VPN_TX_BYTES", "VPN_RX_PACKETS",
-             "VPN_TX_PACKETS", "LINK_RX_BYTES", "LINK_TX_BYTES", "LINK_RX_PACKETS", "LINK_TX_PACKETS")
-
-
 def _key_dir(kind: Keyconf, key) -> bytes:
     return nest(kind, attr(Keydir.CIPHER_KEY, key.key), attr(Keydir.NONCE_TAIL, key.nonce_tail))
 
@@ -91,7 +87,7 @@ class Ovpn(Codec):
     peer_deleted_cmd = Cmd.PEER_DEL_NTF
     gone_nest, gone_id, gone_reason = Attr.PEER, Peer.ID, Peer.DEL_REASON
     info_nest = Attr.PEER
-    info_attrs = {Peer.ID: "id", **{Peer[n]: n.lower() for n in _COUNTERS}}
+    info_attrs = {Peer.ID: "id", **{Peer[n]: n.lower() for n in COUNTERS}}
 
     def new_peer(self, ifindex: int, req: PeerRequest, fd: int, tcp: bool = False) -> tuple[int, bytes]:
         remote = req.remote

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ..kernel.nlmsg import attr, nest, u8, u16, u32
-from .codec import IFINDEX, Codec
+from .codec import COUNTERS, IFINDEX, Codec
 from .values import DataKey, PeerRequest
 
 
@@ -97,10 +97,6 @@ class GetPeerResp(IntEnum):  # OVPN_GET_PEER_RESP_ATTR_*
     LINK_TX_PACKETS = 16
 
 
-_COUNTERS = ("KEEPALIVE_INTERVAL", "KEEPALIVE_TIMEOUT", "VPN_RX_BYTES", "VPN_TX_BYTES", "VPN_RX_PACKETS",
-             "VPN_TX_PACKETS", "LINK_RX_BYTES", "LINK_TX_BYTES", "LINK_RX_PACKETS", "LINK_TX_PACKETS")
-
-
 def _key_dir(kind: NewKey, key) -> bytes:
     return nest(kind, attr(KeyDir.CIPHER_KEY, key.key), attr(KeyDir.NONCE_TAIL, key.nonce_tail))
 
@@ -111,7 +107,7 @@ class DcoV2(Codec):
     peer_deleted_cmd = Cmd.DEL_PEER
     gone_nest, gone_id, gone_reason = Attr.DEL_PEER, DelPeer.PEER_ID, DelPeer.REASON
     info_nest = Attr.GET_PEER
-    info_attrs = {GetPeerResp.PEER_ID: "id", **{GetPeerResp[n]: n.lower() for n in _COUNTERS}}
+    info_attrs = {GetPeerResp.PEER_ID: "id", **{GetPeerResp[n]: n.lower() for n in COUNTERS}}
 
     def new_peer(self, ifindex: int, req: PeerRequest, fd: int, tcp: bool = False) -> tuple[int, bytes]:
         """`fd`: the transport socket (the kernel looks it up in our fd table);

@@ -41,12 +41,16 @@ class TunLink:
         return f"link {self.ifname} (#{self.ifindex})" if self.ifindex else f"link {self.ifname}"
 
 
-async def lookup(nl: Netlink, ifname: str) -> int:
-    async with refused("lookup", ifname):
-        found = await nl.ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise KernelRefused("lookup", f"link {ifname}", errno.ENODEV)
-    return found[0]
+async def lookup(nl: Netlink, ifname: str, kind: str | None = None) -> int:
+    """The ifindex of link `ifname` (ENODEV if there is none, or if it is not of `kind`)."""
+    try:
+        found = await nl.ipr.link("get", ifname=ifname)
+    except NetlinkError as e:
+        raise KernelRefused("lookup", f"link {ifname}", errno.ENODEV if e.code in GONE else e.code) from None
+    msg = found[0]
+    if kind is not None and (msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) or "") != kind:
+        raise KernelRefused("lookup", f"{kind} link {ifname}", errno.ENODEV, "a link of another kind has the name")
+    return msg["index"]
 
 
 async def create(nl: Netlink, links: list[TunLink]) -> list[tuple[TunLink, KernelRefused]]:

@@ -133,8 +133,7 @@ async def test_follower_debounces_a_burst():
     for _ in range(50):
         watch.listeners[0](notice())
     watch.listeners[0](notice(proto=111))
-    await asyncio.sleep(0.1)
-    await follower.settle()
+    await follower.settle()  # the barrier: returns once the rounds the burst started are over
     assert len(runs) == 2
     await follower.stop()
 
@@ -151,12 +150,10 @@ async def test_follower_ignores_a_tunnel_known_as_ours_by_the_time_it_fires():
     follower = UplinkFollower(watch, lambda: set(tunnels), recompute, delay=0.01)
     watch.listeners[0](LinkNotice(True, 9, "tun0"))
     tunnels.add(9)  # Establish looked it up
-    await asyncio.sleep(0.05)
     await follower.settle()
     assert runs == []
     watch.listeners[0](LinkNotice(True, 9, "tun0"))  # ours: ignored on arrival
     watch.listeners[0](LinkNotice(False, 2, "uplink0"))  # not ours: one recompute
-    await asyncio.sleep(0.05)
     await follower.settle()
     assert runs == [1]
     await follower.stop()
