@@ -11,12 +11,20 @@ from . import log as logsetup
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = config.parse(argv)
+    try:
+        options = config.parse(argv)
+    except config.ConfigError as e:  # one line naming the file and line, never a traceback
+        print(f"netcfg-service: {e}", file=sys.stderr)
+        return 2
     try:
         logsetup.setup(options.log_level, options.log_file)
     except OSError as e:
         print(f"netcfg-service: cannot open --log-file {options.log_file}: {e}", file=sys.stderr)
         return 2
+    for key in options.upstream_ignored:
+        logging.getLogger("netcfg").warning(
+            "%s: ignoring \"%s\": not a key of this file (our own settings belong in %s)",
+            options.upstream_file, key, options.settings_file or config.DEFAULT_SETTINGS_FILE)
     _raise_fd_limit()
     if not options.keep_all_capabilities:
         try:  # before any thread exists: capabilities are per thread

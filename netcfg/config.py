@@ -1,7 +1,14 @@
-"""Options: command line and YAML file.  The command line wins over the file.
+"""Options: our YAML file, the command line, and the original's netcfg.json.
 
-Every YAML key is documented in docs/configuration.md; `--help` lists the
-options.  Bad values are argparse errors (exit code 2, a clear message).
+Precedence, lowest first (docs/configuration.md has the table): defaults,
+our YAML file (`--config FILE`, else /etc/netcfg/netcfg.yaml if it exists),
+the command line, then `<state-dir>/netcfg.json` when a state directory was
+given: the original's file overrides the command line (spec 10.2), for its
+own keys only (netcfg/netcfg_json.py).  Every key is documented in
+docs/configuration.md and man/netcfg.yaml.5.rst; `--help` lists the
+options.  Bad options are argparse errors (exit code 2); a bad file is a
+ConfigError naming the file and line (exit code 2 too, one line, see
+__main__.py).
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from . import VERSION_STRING
+from . import VERSION_STRING, netcfg_json
 
+DEFAULT_SETTINGS_FILE = "/etc/netcfg/netcfg.yaml"  # our YAML file; the package installs a commented one
 REDIRECT_METHODS = ("host-route", "bind-device", "none")
 DNS_BACKENDS = ("auto", "systemd-resolved", "resolv-conf", "openresolv", "none")
 
@@ -34,7 +42,13 @@ class Options:
     dns_backend: str = "auto"
     resolv_conf: str | None = None
     keep_all_capabilities: bool = False  # True: skip privileges.drop() (debugging, unusual DNS hooks)
-    config_file: str | None = None
+    settings_file: str | None = None  # our YAML file, if one was read
+    upstream_file: str | None = None  # <state-dir>/netcfg.json when a state dir was given (it may not exist)
+    upstream_ignored: list[str] = dataclasses.field(default_factory=list)  # its keys we do not know
+
+
+class ConfigError(Exception):
+    """A configuration file cannot be used; the text names the file (and line)."""
 
 
 # YAML key -> (Options attribute, converter).  Keys use underscores; the
@@ -124,17 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="netcfg-service",
         description="netcfg: the OpenVPN 3 Linux network-configuration D-Bus service "
         "(net.openvpn.v3.netcfg), re-implemented in Python.  Must run as root.",
-        epilog="Options given on the command line override the --config file.  "
-        "See docs/configuration.md for the YAML keys.",
+        epilog="Precedence: defaults < the YAML file < the command line < <state-dir>/netcfg.json "
+        "(the original's file, edited by openvpn3-admin netcfg-service and netcfgctl config; read only "
+        "when a state directory is given).  Keys: netcfg.yaml(5).  Exit codes: 0 normal, 2 bad options "
+        "or configuration file, 3 fatal start-up error, 4 DNS configuration not given back at shutdown.",
     )
     a = p.add_argument
     a("--version", action="version", version=VERSION_STRING)
     a("--bus-address", metavar="ADDRESS", help="serve on this D-Bus address instead of the system bus")
-    a("--config", metavar="FILE", help="YAML configuration file")
+    a("--config", metavar="FILE", help=f"our YAML configuration file; default {DEFAULT_SETTINGS_FILE} if it exists")
     a("--log-level", metavar="LEVEL", type=_argtype(_log_level), help="0 (critical only) - 6 (debug); default 4")
     a("--log-file", metavar="FILE", help="also log to FILE (appended), or 'stdout:'; default stderr")
     a("--idle-exit", metavar="MINUTES", type=_argtype(_minutes), help="exit after MINUTES idle without devices; 0 disables; default 5")
-    a("--state-dir", metavar="DIR", help="directory for the crash-recovery journal; default /var/lib/netcfg")
+    a("--state-dir", metavar="DIR", help="directory for the crash-recovery journal, and of netcfg.json "
+      "(read when this is given); default /var/lib/netcfg")
     a("--redirect-method", metavar="METHOD", type=_argtype(_choice(REDIRECT_METHODS)),
       help="how ProtectSocket keeps the VPN transport out of the tunnel: host-route (default), bind-device, none")
     a("--set-somark", metavar="MARK", type=_argtype(_mark),
@@ -167,37 +184,95 @@ def _argtype(check):
     return conv
 
 
-def load_yaml(path: str, parser: argparse.ArgumentParser) -> dict:
+def load_yaml(path: str) -> dict:
+    """Our YAML file as Options attributes; ConfigError if it is unusable."""
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        parser.error(f"cannot read --config {path}: {e}")
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
     if not isinstance(data, dict):
-        parser.error(f"--config {path}: the top level must be a mapping")
+        raise ConfigError(f"{path}: the top level must be a mapping (key: value lines)")
+    return yaml_values(data, path)
+
+
+def yaml_values(data: dict, path: str) -> dict:
     values = {}
     for key, raw in data.items():
         if key not in YAML_KEYS:
-            parser.error(f"--config {path}: unknown key '{key}' (see docs/configuration.md)")
+            raise ConfigError(f"{path}: unknown key '{key}' (see netcfg.yaml(5))")
         attr, conv = YAML_KEYS[key]
         try:
             value = conv(raw)
         except (ValueError, TypeError) as e:
-            parser.error(f"--config {path}: bad value for '{key}': {e}")
+            raise ConfigError(f"{path}: bad value for '{key}': {e}") from None
         if value is not None:
             values[attr] = value
     if data.get("resolv_conf") and data.get("systemd_resolved") is True:
-        parser.error(f"--config {path}: resolv_conf and systemd_resolved are mutually exclusive")
+        raise ConfigError(f"{path}: resolv_conf and systemd_resolved are mutually exclusive")
     return values
+
+
+# netcfg.json field -> what it sets, from the admin tool's text (netcfg_json.py).
+def _upstream_dns(opts: Options, field: str, value) -> None:
+    # The exclusive group "DNS-resolver" decides the backend, whatever the
+    # command line or our file said (spec 10.2).  A flag stored as false
+    # means what the admin tool shows ("Systemd-resolved in use: No"), not
+    # the original's "enabled anyway" [quirk]: no resolver of the group.
+    if field == "resolv_conf_file":
+        opts.dns_backend, opts.resolv_conf = "resolv-conf", _path(value)
+    else:
+        opts.dns_backend, opts.resolv_conf = ("systemd-resolved" if value else "none"), None
+
+
+UPSTREAM_FIELDS = {
+    "log_level": lambda o, v: setattr(o, "log_level", _log_level(v)),
+    "log_file": lambda o, v: setattr(o, "log_file", _path(v)),
+    "idle_exit": lambda o, v: setattr(o, "idle_exit", _minutes(v)),
+    "resolv_conf_file": lambda o, v: _upstream_dns(o, "resolv_conf_file", v),
+    "systemd_resolved": lambda o, v: _upstream_dns(o, "systemd_resolved", v),
+    "redirect_method": lambda o, v: setattr(o, "redirect_method", _choice(REDIRECT_METHODS)(v)),
+    "set_somark": lambda o, v: setattr(o, "set_somark", _mark(v)),
+}
+
+
+def apply_upstream(opts: Options, path: str) -> None:
+    """Override `opts` with what netcfg.json at `path` sets (if the file exists)."""
+    try:
+        upstream = netcfg_json.read(path)
+    except netcfg_json.NetcfgJsonError as e:
+        raise ConfigError(str(e)) from None
+    if upstream is None:
+        return
+    clash = netcfg_json.conflicts(upstream.values)
+    if clash:
+        raise ConfigError(f"{path}:{upstream.line_of(netcfg_json.BY_OPTION[clash[-1]].field)}: "
+                          f"these options cannot be combined: {', '.join(clash)}")
+    for key, value in upstream.values.items():
+        try:
+            UPSTREAM_FIELDS[key](opts, value)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{path}:{upstream.line_of(key)}: bad value for \"{key}\": {e}") from None
+    if upstream.unknown:
+        # Kept as the original does (ignored), but said: the admin tool drops them at its next edit.
+        opts.upstream_ignored = sorted(upstream.unknown)
 
 
 def parse(argv: list[str] | None = None) -> Options:
     parser = build_parser()
     args = parser.parse_args(argv)
     opts = Options()
-    if args.config:
-        for attr, value in load_yaml(args.config, parser).items():
+    settings = args.config or (DEFAULT_SETTINGS_FILE if Path(DEFAULT_SETTINGS_FILE).exists() else None)
+    yaml_state_dir = False
+    if settings:
+        values = load_yaml(settings)
+        for attr, value in values.items():
             setattr(opts, attr, value)
-        opts.config_file = args.config
+        opts.settings_file = settings
+        yaml_state_dir = "state_dir" in values
     for f in dataclasses.fields(Options):
         value = getattr(args, f.name, None)
         if value is not None:
@@ -206,6 +281,11 @@ def parse(argv: list[str] | None = None) -> Options:
         opts.dns_backend = "systemd-resolved"
     if args.resolv_conf:
         opts.dns_backend = "resolv-conf"
+    if args.state_dir is not None or yaml_state_dir:
+        # Spec 10.2: only with a state directory given (the D-Bus activation
+        # file and the unit give one); the config_file property names it.
+        opts.upstream_file = str(Path(opts.state_dir) / netcfg_json.FILE_NAME)
+        apply_upstream(opts, opts.upstream_file)
     if opts.resolv_conf and opts.dns_backend == "auto":
         opts.dns_backend = "resolv-conf"
     if opts.dns_backend == "resolv-conf" and not opts.resolv_conf:

@@ -81,3 +81,12 @@ def _exiting(pid: int) -> bool:
         return True
     state, flags = fields[0], int(fields[6])
     return bool(flags & PF_EXITING) or state in (b"Z", b"X", b"x")
+
+
+def command_name(pid: int) -> str:
+    """The process's command name (/proc/PID/comm), "" when it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return ""

@@ -140,6 +140,17 @@ class Session:
     def object_paths(self) -> list[str]:
         return [self.path, self.dco_path] if self.dco is not None else [self.path]
 
+    def held_objects(self) -> list:
+        """What this device holds in the kernel, creation order: a copy, for admin views.
+
+        A DCO link is listed once: by the Establish ledger when established
+        (with its ifindex), else by the DCO channel's own ledger.
+        """
+        held = list(self.ledger.entries) if self.ledger is not None else []
+        if self.dco is not None and not any(isinstance(o, TunLink) for o in held):
+            held = list(self.dco.ledger.entries) + held
+        return held
+
     def dco_channel(self) -> DcoChannel:
         if self.dco is None or self.state is State.DESTROYED:
             raise StateError("the DCO device is gone")

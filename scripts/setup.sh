@@ -35,6 +35,9 @@ declare -A NEEDS=(
     [useradd]=passwd            # the openvpn and netcfg-test users
     [/usr/sbin/nologin]=login
     [/usr/bin/python3]=python3  # readable interpreter for clients as other UIDs
+    [nft]=nftables              # reading tables in the leak-protection tests and docs
+    [groff]=groff-base          # the man pages render without warnings (tests/unit/test_manpages.py)
+    [man]=man-db                # `man -l` of the rendered pages
 )
 
 missing=()
@@ -60,6 +63,10 @@ apt_install() {
     apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
         || die "apt-get install $* failed"
 }
+
+# libnftables' official Python binding (leak protection, netcfg/kernel/libnft.py):
+# not on PyPI, so Debian's package; the venv loads it from dist-packages.
+[[ -f /usr/lib/python3/dist-packages/nftables/__init__.py ]] || missing+=(python3-nftables)
 
 if (( ${#missing[@]} )); then
     # unique package names
@@ -157,4 +164,6 @@ else
     imports_ok || die "the venv cannot import netcfg from $REPO after pip install"
     printf '%s\n' "$want_stamp" >"$STAMP"
 fi
+(cd / && "$VENV/bin/python" -c 'from netcfg.kernel.libnft import binding; binding().Nftables()') \
+    || die "the venv cannot load libnftables' Python binding (python3-nftables)"
 say "ready: $("$VENV/bin/python" --version 2>&1) in .venv"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..dco.values import DataKey, PeerRequest
 from ..session import Session
+from . import INTERFACE
 from .dispatch import Call, FdReply
 from .members import LOG_SIGNAL, NETWORK_CHANGE_SIGNAL, Method, Policy
 
@@ -18,6 +19,7 @@ OWNER = Policy.OWNER_OR_ROOT
 
 
 class DcoFace:
+    interface = INTERFACE
     methods = {m.name: m for m in (
         Method("NewPeer", OWNER, "u:peer_id s:sa u:salen s:vpn4 s:vpn6", fd_in=True),
         Method("GetPipeFD", OWNER, fd_out=True),

@@ -15,6 +15,7 @@ from ..kernel.ip import parse_ip
 from ..kernel.route import Network
 from ..registry import DeviceRegistry, sanitise_name
 from ..session import Session
+from . import INTERFACE
 from .dco import DcoFace
 from .dispatch import Call, FdReply
 from .members import LOG_SIGNAL, NETWORK_CHANGE_SIGNAL, Method, Policy, Property
@@ -35,6 +36,7 @@ def _cfg(name: str):
 
 
 class DeviceFace:
+    interface = INTERFACE
     methods = {m.name: m for m in (
         Method("AddIPAddress", OWNER, "s:ip_address u:prefix_size s:gateway b:ipv6"),
         Method("SetRemoteAddress", OWNER, "s:ip_address b:ipv6"),

@@ -32,7 +32,6 @@ from typing import Any, Callable
 
 from dbus_fast import Message, MessageFlag, MessageType, Variant
 
-from . import INTERFACE
 from ..kernel.ip import printable
 from .access import Caller, Credentials, authorize
 from .errors import (
@@ -86,7 +85,8 @@ class Dispatcher:
         self.bus = bus
         self.credentials = credentials
         self.on_activity = on_activity
-        self.objects: dict[str, Any] = {}  # path -> face
+        self.objects: dict[str, Any] = {}  # path -> its first face (the original interface)
+        self.faces: dict[str, dict[str, Any]] = {}  # path -> interface name -> face, in export order
         self.on_name_lost: Callable[[str], Any] = lambda name: None
         self._queues: dict[str, deque] = {}
         self._workers: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
@@ -98,16 +98,24 @@ class Dispatcher:
     # -- object tree --
 
     def export(self, face) -> None:
-        self.objects[face.path] = face
+        """Put `face` (one interface: `face.interface`) on the bus at `face.path`.
+
+        An object may have several interfaces, one face each (the manager:
+        the original's and the admin one); the first exported is its own
+        and answers calls that name no interface.
+        """
+        self.faces.setdefault(face.path, {})[face.interface] = face
+        self.objects.setdefault(face.path, face)
 
     def unexport(self, path: str) -> None:
-        """Remove an object and its children (a device's /dco)."""
-        for p in [p for p in self.objects if p == path or p.startswith(path + "/")]:
-            del self.objects[p]
+        """Remove an object, all its interfaces, and its children (a device's /dco)."""
+        for p in [p for p in self.faces if p == path or p.startswith(path + "/")]:
+            del self.faces[p]
+            self.objects.pop(p, None)
 
     def children(self, path: str) -> list[str]:
         prefix = "/" if path == "/" else path + "/"
-        names = {p[len(prefix):].split("/", 1)[0] for p in self.objects if p.startswith(prefix)}
+        names = {p[len(prefix):].split("/", 1)[0] for p in self.faces if p.startswith(prefix)}
         return sorted(names)
 
     # -- arrival --
@@ -246,48 +254,51 @@ class Dispatcher:
             return None
         if iface == PEER and member == "GetMachineId" and msg.signature == "":
             return "s", [self.machine_id]
-        face = self.objects.get(path)
+        faces = self.faces.get(path, {})
         if iface == INTROSPECTABLE and member == "Introspect" and msg.signature == "":
-            return "s", [self._introspect(path, face)]
-        if face is None:
+            return "s", [self._introspect(path, list(faces.values()))]
+        if not faces:
             raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{printable(path, PATH_LIMIT)}'")
         if iface == PROPERTIES:
-            return await self._properties(face, msg, caller)
-        if iface not in (INTERFACE, None):
-            raise BusError(UNKNOWN_INTERFACE, f"No such interface '{iface}' at path '{printable(path, PATH_LIMIT)}'")
-        method = face.methods.get(member)
-        if method is None:
-            raise BusError(UNKNOWN_METHOD, f"No such method '{member}'")
+            return await self._properties(faces, msg, caller)
+        face, method = _method(faces, iface, member, path)
         if msg.signature != method.signature and msg.signature not in method.also_accepts:
             raise BusError(INVALID_ARGS, f"Type of message, '({msg.signature})', does not match expected type '({method.signature})'")
         authorize(method.policy, caller, face.owner(), f"{method.name} on {path}")
         # fd 0 stays in `fds`: the handler borrows it, _serve closes it after.
         fd = fds[0] if method.fd_in and fds else None
-        result = await getattr(face, method.name)(Call(msg, caller, fd), *msg.body)
+        call = Call(msg, caller, fd)
+        if method.handler is not None:  # a member added to a face from elsewhere
+            result = await method.handler(face, call, *msg.body)
+        else:
+            result = await getattr(face, method.name)(call, *msg.body)
         if method.fd_out:
             return result
         return (method.out_signature, result) if method.out_signature else None
 
-    def _introspect(self, path: str, face) -> str:
+    def _introspect(self, path: str, faces: list) -> str:
         children = self.children(path)
-        if face is None:
+        if not faces:
             if not children and path != "/":
                 raise BusError(UNKNOWN_OBJECT, f"Object does not exist at path '{printable(path, PATH_LIMIT)}'")
             return introspect(None, (), (), (), children)
-        return introspect(INTERFACE, face.methods.values(), face.properties.values(), face.signals, children)
+        first, more = faces[0], faces[1:]
+        return introspect(first.interface, first.methods.values(), first.properties.values(), first.signals,
+                          children, [(f.interface, f.methods.values(), f.properties.values(), f.signals) for f in more])
 
-    async def _properties(self, face, msg: Message, caller: Caller):
+    async def _properties(self, faces: dict, msg: Message, caller: Caller):
         member, sig, body = msg.member, msg.signature, msg.body
         if member == "Get" and sig == "ss":
-            prop = _property(face, *body)
+            face, prop = _property(faces, *body)
             authorize(prop.read, caller, face.owner(), f"Get {prop.name}")
             return "v", [Variant(prop.type, prop.getter(face))]
         if member == "GetAll" and sig == "s":
-            _check_interface(body[0])
+            # "" means the object's own (original) interface, as before there were others.
+            face = _face(faces, body[0]) if body[0] else next(iter(faces.values()))
             props = [p for p in face.properties.values() if _readable(p, caller, face)]
             return "a{sv}", [{p.name: Variant(p.type, p.getter(face)) for p in props}]
         if member == "Set" and sig == "ssv":
-            prop = _property(face, body[0], body[1])
+            face, prop = _property(faces, body[0], body[1])
             if prop.setter is None:
                 raise BusError(PROPERTY_READ_ONLY, f"Property '{prop.name}' is read-only")
             authorize(prop.write, caller, face.owner(), f"Set {prop.name}")
@@ -296,7 +307,7 @@ class Dispatcher:
                 raise BusError(INVALID_ARGS, f"Error setting property '{prop.name}': Expected type '{prop.type}' but got '{value.signature}'")
             await prop.setter(face, value.value)
             self.emit(face.path, PROPERTIES, "PropertiesChanged", "sa{sv}as",
-                      [INTERFACE, {prop.name: Variant(prop.type, prop.getter(face))}, []])
+                      [face.interface, {prop.name: Variant(prop.type, prop.getter(face))}, []])
             return None
         raise BusError(UNKNOWN_METHOD, f"No such method '{member}' with signature '{sig}'")
 
@@ -316,17 +327,37 @@ def _check_standard(iface: str | None, member: str, signature: str) -> None:
         raise BusError(INVALID_ARGS, f"Type of message, '({signature})', does not match expected type '({members[member]})'")
 
 
-def _check_interface(iface: str) -> None:
-    if iface not in (INTERFACE, ""):
+def _face(faces: dict, iface: str):
+    face = faces.get(iface)
+    if face is None:
         raise BusError(UNKNOWN_INTERFACE, f"No such interface '{printable(iface)}'")
+    return face
 
 
-def _property(face, iface: str, name: str):
-    _check_interface(iface)
-    prop = face.properties.get(name)
-    if prop is None:
-        raise BusError(UNKNOWN_PROPERTY, f"No such property '{printable(name)}'")
-    return prop
+def _method(faces: dict, iface: str | None, member: str, path: str):
+    """The face and member a call is for; no interface: the first face that has it."""
+    if iface is None:
+        for face in faces.values():
+            if member in face.methods:
+                return face, face.methods[member]
+        raise BusError(UNKNOWN_METHOD, f"No such method '{member}'")
+    face = faces.get(iface)
+    if face is None:
+        raise BusError(UNKNOWN_INTERFACE, f"No such interface '{iface}' at path '{printable(path, PATH_LIMIT)}'")
+    method = face.methods.get(member)
+    if method is None:
+        raise BusError(UNKNOWN_METHOD, f"No such method '{member}'")
+    return face, method
+
+
+def _property(faces: dict, iface: str, name: str):
+    """The face and property Get/Set name; interface "": the first face that has it."""
+    candidates = [_face(faces, iface)] if iface else list(faces.values())
+    for face in candidates:
+        prop = face.properties.get(name)
+        if prop is not None:
+            return face, prop
+    raise BusError(UNKNOWN_PROPERTY, f"No such property '{printable(name)}'")
 
 
 def _readable(prop, caller: Caller, face) -> bool:

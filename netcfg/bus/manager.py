@@ -12,6 +12,7 @@ from .. import VERSION_STRING
 from ..errors import InvalidProperty, NotAuthorized
 from ..kernel.ip import parse_ip
 from ..registry import MANAGER_PATH, DeviceRegistry
+from . import INTERFACE
 from .dispatch import Call
 from .members import LOG_SIGNAL, NETWORK_CHANGE_SIGNAL, Method, Policy, Property
 from .signals import Subscriptions
@@ -29,6 +30,7 @@ async def _set_log_level(face: "ManagerFace", value: int) -> None:
 
 
 class ManagerFace:
+    interface = INTERFACE
     path = MANAGER_PATH
     methods = {m.name: m for m in (
         Method("CreateVirtualInterface", BUS, "s:device_name", "o:device_path"),

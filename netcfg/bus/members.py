@@ -40,6 +40,10 @@ class Method:
     fd_in: bool = False  # reads fd 0 of the call (no `h` in the signature)
     fd_out: bool = False  # the reply carries one fd (no `h` either)
     also_accepts: tuple[str, ...] = ()  # older signatures still understood
+    # None: the face's own method of this name.  Otherwise an async
+    # callable(face, call, *args): a member another module adds to a face
+    # (bus/admin.py, `AdminFace(extensions=...)`).
+    handler: Callable | None = None
 
     @property
     def in_args(self):
@@ -66,6 +70,25 @@ class Property:
     getter: Callable
     write: Policy | None = None  # None: read-only
     setter: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Members:
+    """Methods and properties another module adds to a face's interface
+    (see bus/admin.py); each Method carries its `handler`."""
+
+    methods: tuple[Method, ...] = ()
+    properties: tuple[Property, ...] = ()
+
+
+def merge(name: str, base: tuple, extra: tuple) -> dict:
+    """name -> member, base first; a name given twice is a programming error."""
+    out = {}
+    for member in (*base, *extra):
+        if member.name in out:
+            raise ValueError(f"{name}: member {member.name} declared twice")
+        out[member.name] = member
+    return out
 
 
 @dataclass(frozen=True)
@@ -135,17 +158,28 @@ def _signal_xml(s: Signal) -> str:
     return "".join(lines)
 
 
-def introspect(interface: str | None, methods, properties, signals, children: list[str]) -> str:
-    """The XML for one path; `interface` None for a bare parent node."""
+def _interface_xml(interface: str, methods, properties, signals) -> list[str]:
+    out = [f'  <interface name="{interface}">\n']
+    out += [_method_xml(m) for m in methods]
+    for p in sorted(properties, key=lambda p: p.name):
+        access = "readwrite" if p.setter else "read"
+        out.append(f'    <property type={quoteattr(p.type)} name="{p.name}" access="{access}"/>\n')
+    out += [_signal_xml(s) for s in signals]
+    out.append("  </interface>\n")
+    return out
+
+
+def introspect(interface: str | None, methods, properties, signals, children: list[str], more=()) -> str:
+    """The XML for one path; `interface` None for a bare parent node.
+
+    `more`: further interfaces of the object, (name, methods, properties,
+    signals) each, after its own: the original's block stays as it was.
+    """
     out = [HEADER, "<node>\n", STANDARD_INTERFACES]
     if interface:
-        out.append(f'  <interface name="{interface}">\n')
-        out += [_method_xml(m) for m in methods]
-        for p in sorted(properties, key=lambda p: p.name):
-            access = "readwrite" if p.setter else "read"
-            out.append(f'    <property type={quoteattr(p.type)} name="{p.name}" access="{access}"/>\n')
-        out += [_signal_xml(s) for s in signals]
-        out.append("  </interface>\n")
+        out += _interface_xml(interface, methods, properties, signals)
+    for block in more:
+        out += _interface_xml(*block)
     out += [f'  <node name="{child}"/>\n' for child in children]
     out.append("</node>\n")
     return "".join(out)

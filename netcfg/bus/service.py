@@ -31,6 +31,7 @@ from ..session import Session
 from ..state import Journal
 from . import BUS_NAME
 from .access import Credentials
+from .admin import AdminFace
 from .connection import connect
 from .device import DeviceFace
 from .dispatch import Dispatcher
@@ -98,8 +99,9 @@ class Service:
         self.watch.subscribe(self.foreign.on_notice)
 
         manager = ManagerFace(registry, subscriptions, self._export_device, opts.log_level,
-                              opts.config_file or "", dco_available)
+                              opts.upstream_file or "", dco_available)
         dispatcher.export(manager)
+        dispatcher.export(AdminFace(registry, subscriptions))  # after the manager's own interface
         log_handler = LogSignalHandler(dispatcher, manager.path)
         logging.getLogger().addHandler(log_handler)
         manager.on_log_level = levels.widen

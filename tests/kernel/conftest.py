@@ -172,3 +172,57 @@ async def context(kernel_netns, nl, tmp_path):
     finally:
         await watch.stop()
         journal.close()
+
+# -- leak protection (test_leak_*.py) -------------------------------------
+class LeakTable:
+    """netcfg's leak-protection table in a test namespace, driven directly:
+    `apply(LeakRules)` plans with netcfg.leak.rules and replaces the table
+    with netcfg.kernel.nft, on a libnftables context opened in the namespace."""
+
+    def __init__(self, nsname: str) -> None:
+        from netcfg.kernel.libnft import Nft
+        from netcfg.kernel.nft import NftTable
+        from support.nsenter import enter
+
+        self.nsname = nsname
+        self.nft = Nft(thread_init=lambda: enter(nsname))
+        self.table = NftTable()
+
+    async def apply(self, rules) -> None:
+        from netcfg.leak.rules import ruleset
+
+        await self.table.replace(self.nft, ruleset(rules))
+
+    async def counters(self) -> dict:
+        return await self.table.counters(self.nft)
+
+    async def remove(self) -> None:
+        await self.table.remove(self.nft)
+
+    def listing(self, family: str = "inet", name: str = "netcfg") -> str:
+        """`nft list table` as the nft command prints it ("" if absent)."""
+        r = subprocess.run(["ip", "netns", "exec", self.nsname, "nft", "list", "table", family, name],
+                           capture_output=True, text=True)
+        return r.stdout
+
+
+@pytest.fixture
+def lab(request, netns):
+    """support.leaklab.LeakLab around `netns`; `@pytest.mark.leaklab(container=True)` adds the container."""
+    from support.leaklab import LeakLab
+
+    marker = request.node.get_closest_marker("leaklab")
+    lab = LeakLab.build(netns, **(marker.kwargs if marker else {}))
+    try:
+        yield lab
+    finally:
+        lab.delete()
+
+
+@pytest.fixture
+def leak_table(netns) -> Iterator[LeakTable]:
+    t = LeakTable(netns.name)
+    try:
+        yield t
+    finally:
+        t.nft.close()

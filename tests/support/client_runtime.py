@@ -84,12 +84,17 @@ def _shared_dir() -> Path:
         d / "dbus_fast",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
-    for root, dirs, files in os.walk(d):
+    world_readable(d)
+    _SHARED_DIR = d
+    return d
+
+
+def world_readable(d: Path) -> None:
+    """Directories 0755, files 0644: other users may read and run from `d`."""
+    for root, _dirs, files in os.walk(d):
         os.chmod(root, 0o755)
         for f in files:
             os.chmod(os.path.join(root, f), 0o644)
-    _SHARED_DIR = d
-    return d
 
 
 def _ids(user: str | int | None, group: str | int | None) -> tuple[int, int]:
@@ -159,10 +164,7 @@ def client_runtime(
         if r.returncode == 0:
             # Byte-compile as root for this interpreter (others can't write).
             subprocess.run([py, "-m", "compileall", "-q", d], capture_output=True, env=_env(d))
-            for root, dirs, files in os.walk(d):
-                os.chmod(root, 0o755)
-                for f in files:
-                    os.chmod(os.path.join(root, f), 0o644)
+            world_readable(Path(d))
             rt = ClientRuntime(py, d)
             _RUNTIMES[key] = rt
             return rt

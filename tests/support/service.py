@@ -3,7 +3,8 @@
 ``ServiceProcess`` runs, as root::
 
     ip netns exec NS PYTHON -m netcfg --bus-address ADDR --log-level 6 \\
-        --log-file DIR/netcfg.log --idle-exit 0 --state-dir DIR/state [extra]
+        --log-file DIR/netcfg.log --idle-exit 0 --state-dir DIR/state \\
+        --config DIR/netcfg.yaml --dns-backend none [extra]
 
 ``ip netns exec`` (and ``unshare``, ``sh -c 'exec ...'`` in the private-tun
 variant) exec, so ``Popen.pid`` is the service's own pid.  ``start()`` waits
@@ -64,6 +65,8 @@ class ServiceProcess:
         self.log_path = self.dir / "netcfg.log"
         self.output_path = self.dir / "netcfg.out"
         self.state_dir = self.dir / "state"
+        self.settings_path = self.dir / "netcfg.yaml"
+        self.settings_path.touch()
         self.extra_args = list(extra_args)
         self.private_tun = private_tun
         self.python = python
@@ -82,6 +85,9 @@ class ServiceProcess:
             "--log-file", str(self.log_path),
             "--idle-exit", "0",
             "--state-dir", str(self.state_dir),
+            # Our own YAML file: an empty one of the test's, never the
+            # machine's /etc/netcfg/netcfg.yaml (read when no --config is given).
+            "--config", str(self.settings_path),
             # Never the default `auto`: on a test machine it would fall back to
             # the host's own /etc/resolv.conf.  Tests that want DNS pass a
             # backend (a later option wins).
