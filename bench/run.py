@@ -77,7 +77,7 @@ async def route_cycles(env: common.Environment, bus: MessageBus, n: int, reps: i
     nets, pid = common.networks(n), env.service.pid
     times = {k: [] for k in ("add_networks", "establish", "destroy", "ip_batch",
                              "establish_cpu_user", "establish_cpu_sys", "ip_batch_cpu_user", "ip_batch_cpu_sys")}
-    theirs = {k: [] for k in ("add_networks", "establish", "destroy")}
+    theirs = {k: [] for k in ("add_networks", "establish", "destroy", "establish_cpu_user", "establish_cpu_sys")}
     rss_after = []
     for _ in range(reps):
         for k, v in (await service_cycle(env, bus, nets, n)).items():
@@ -174,11 +174,12 @@ def report(res: dict) -> str:
         lines.append(f"{r['n']:>6} | {ms(r['add_networks'])} | {ms(r['establish'])} | {ms(r['destroy'])} | "
                      f"{ms(r['ip_batch'])} | {r['ratio']:5.2f}")
     if any("against" in r for r in res["routes"]):
-        lines += ["", f"Establish against {res['against']}: median (min) ms; ratio = ours / theirs",
-                  f"{'N':>6} | {'ours':>19} | {'theirs':>19} | ratio"]
+        lines += ["", f"Establish against {res['against']}: median (min) ms; ratio = ours / theirs; "
+                  "CPU user + system (median ms)",
+                  f"{'N':>6} | {'ours':>19} | {'theirs':>19} | ratio | {'CPU ours':>15} | {'CPU theirs':>15}"]
         for r in res["routes"]:
             lines.append(f"{r['n']:>6} | {ms(r['establish'])} | {ms(r['against']['establish'])} | "
-                         f"{r['vs_against']:5.2f}")
+                         f"{r['vs_against']:5.2f} | {cpu(r, 'establish')} | {cpu(r['against'], 'establish')}")
         a = res["target_against"]
         if a["ratio"] is not None:
             lines.append(f"target: Establish at {TARGET_N:,} routes within {(AGAINST_RATIO - 1) * 100:g}% of "

@@ -12,12 +12,13 @@ new one, never a mix and never an empty file.
 
 For a file whose whole job ends with the machine (the journal in
 --state-dir: it lists kernel objects, and a power cut removes them all),
-`on_visible` reorders the steps: the rename comes right after the write,
-the caller is told (it may go on: a crash of the service finds the new
-file), and the two fsyncs follow.  The file is then whole on disk a little
-later rather than before the caller goes on; an fsync on a busy ext4 waits
-for the commit of everyone's writes, measured at 10-200 ms here, and the
-journal is written before every Establish (bench/journal.py).
+`defer_sync` reorders the steps: the rename comes right after the write
+(a crash of the service finds the new file), and the two fsyncs are left
+to the caller (`sync_deferred`), who runs them when nothing waits on them.
+The file is then whole on disk a little later rather than before the
+caller goes on: an fsync on a busy ext4 waits for the commit of
+everyone's writes, measured at 10-200 ms here, and the journal is written
+before every Establish (bench/journal.py, bench/run.py --against).
 
 Blocking: call it from a worker thread (asyncio.to_thread, or the
 journal's writer thread), never on the event loop.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
 
 TEMP_SUFFIX = ".netcfg-tmp"
 
@@ -38,7 +38,7 @@ def temp_path(path: Path) -> Path:
 
 
 def write_atomically(path: str | os.PathLike, data: bytes, *, mode: int = 0o600,
-                     owner: tuple[int, int] | None = None, on_visible: Callable[[], None] | None = None) -> None:
+                     owner: tuple[int, int] | None = None, defer_sync: list[int] | None = None) -> None:
     """Replace `path` by `data`: temporary file, fsync, rename, fsync of the directory.
 
     `mode` and `owner` (uid, gid; kept as ours when we may not chown) are
@@ -46,7 +46,8 @@ def write_atomically(path: str | os.PathLike, data: bytes, *, mode: int = 0o600,
     at `path` is replaced by a regular file.  One writer per path at a
     time (callers serialise: the temporary's name is fixed).  An OSError
     names `path`, the file the admin knows, not the temporary.
-    `on_visible`: rename first, call it, then fsync (see above).
+    `defer_sync`: rename at once, and append the file's still open fd to
+    this list instead of the fsyncs (see above; `sync_deferred` does them).
     """
     path = Path(path)
     tmp = temp_path(path)
@@ -64,22 +65,35 @@ def write_atomically(path: str | os.PathLike, data: bytes, *, mode: int = 0o600,
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        if on_visible is None:
+        if defer_sync is None:
             os.fsync(fd)
-        try:
-            os.rename(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if on_visible is not None:
-            on_visible()
-            os.fsync(fd)
+        os.rename(tmp, path)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
+    if defer_sync is not None:
+        defer_sync.append(fd)
+        return
     os.close(fd)
     fsync_directory(path.parent)
+
+
+def sync_deferred(fds: list[int], directory: str | os.PathLike) -> None:
+    """The fsyncs `write_atomically(..., defer_sync=fds)` left: each file's,
+    then the directory's; the fds are closed.  Every fd is closed even if
+    an fsync fails; the first failure is raised."""
+    error: OSError | None = None
+    for fd in fds:
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            error = error or e
+        finally:
+            os.close(fd)
+    fsync_directory(directory)
+    if error is not None:
+        raise error
 
 
 def fsync_directory(path: str | os.PathLike) -> None:

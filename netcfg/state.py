@@ -5,10 +5,11 @@ writes it before each change and removes it when the ledger is empty.  At
 start, files left behind by a crashed run are undone in reverse
 (kernel/ledger.py) and deleted.
 
-Writes are atomic and durable (atomic_file.py: temporary file, fsync,
-rename, fsync of the directory) and run, encoding included, on one writer
-thread, in the order they were asked for; the event loop only awaits them
-(bench/journal.py measures what that costs the loop).
+Writes are atomic (atomic_file.py: temporary file, rename) and run,
+encoding included, on one writer thread, in the order they were asked
+for; the event loop only awaits them (bench/journal.py measures what
+that costs the loop).  They are made durable (fsync of the file and of
+the directory) once the journal is quiet (`Journal.write`).
 
 Keys are unique per ledger and never reused (`new_key`: a label, this
 run's id, a counter), so the release of one ledger can never remove the
@@ -28,12 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
 
-from .atomic_file import TEMP_SUFFIX, write_atomically
+from .atomic_file import TEMP_SUFFIX, sync_deferred, write_atomically
 from .kernel import kinds
 
 log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+SYNC_WHEN_QUIET = 0.5  # seconds without a journal write before the fsyncs run (performance, not safety)
 
 
 def encode_all(objects: list) -> list:
@@ -81,6 +83,8 @@ class Journal:
         self.run = secrets.token_hex(4)  # this run's part of every key
         self._serial = itertools.count(1)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._unsynced: list[int] = []  # fds of renamed files not yet fsync'ed (the writer thread's)
+        self._sync_handle: asyncio.TimerHandle | None = None
 
     def new_key(self, label: str) -> str:
         """A key no other ledger has, had or will have: `label.RUN.N`."""
@@ -97,43 +101,60 @@ class Journal:
         interpreter hands it back to the loop every switch interval (5 ms),
         so 10,000 routes no longer stop the loop for their whole encoding.
         The list is copied here; its objects are immutable.  The fsyncs
-        follow the rename on the writer thread (atomic_file.py: what the
-        journal lists does not outlive the machine, so only a crash of the
-        service must find it, and that needs the rename, not the disk).
+        wait until the journal has been quiet for SYNC_WHEN_QUIET
+        (atomic_file.py: what it lists does not outlive the machine, so only
+        a crash of the service must find it, and that needs the rename, not
+        the disk; an fsync during an Establish cost it 5-10 %).
         """
-        loop = asyncio.get_running_loop()
-        visible = loop.create_future()
-
-        def tell(error: BaseException | None = None) -> None:
-            if not visible.done():
-                visible.set_result(None) if error is None else visible.set_exception(error)
-
-        renamed = False
-
-        def on_visible() -> None:
-            nonlocal renamed
-            renamed = True
-            loop.call_soon_threadsafe(tell)
+        path, payload_of = self._file(key), list(objects)
 
         def write() -> None:
-            try:
-                payload = json.dumps({"key": key, "objects": encode_all(objects)}, separators=(",", ":"))
-                write_atomically(path, payload.encode(), on_visible=on_visible)
-            except Exception as e:
-                if not renamed:  # a failure before the rename: the caller's
-                    loop.call_soon_threadsafe(tell, e)
-                else:  # the file is in place; only making it durable failed
-                    log.error("journal %s: %s", path, e)
+            payload = json.dumps({"key": key, "objects": encode_all(payload_of)}, separators=(",", ":"))
+            write_atomically(path, payload.encode(), defer_sync=self._unsynced)
 
-        path, objects = self._file(key), list(objects)
-        loop.run_in_executor(self._writer, write)
-        await visible
+        await self._run(write)
+        self._sync_later()
 
     async def remove(self, key: str) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._file(key).unlink, True)  # missing_ok
+        await self._run(self._file(key).unlink, True)  # missing_ok
+
+    async def _run(self, func, *args) -> None:
+        # One thread: writes, removals and syncs land in the order asked.
+        await asyncio.get_running_loop().run_in_executor(self._writer, func, *args)
+
+    def _sync_later(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._sync_handle is not None:
+            self._sync_handle.cancel()
+        self._sync_handle = loop.call_later(SYNC_WHEN_QUIET, self._sync_now)
+
+    def _sync_now(self) -> None:
+        self._sync_handle = None
+        self._writer.submit(self._sync_pending)
+
+    def _sync_pending(self) -> None:
+        """On the writer thread: make the renamed files durable."""
+        fds, self._unsynced[:] = list(self._unsynced), []
+        if not fds:
+            return
+        try:
+            sync_deferred(fds, self.dir)
+        except OSError as e:
+            log.error("journal in %s: could not make it durable: %s", self.dir, e)
+
+    async def sync(self) -> None:
+        """Make what was written durable now, without waiting for quiet."""
+        if self._sync_handle is not None:
+            self._sync_handle.cancel()
+            self._sync_handle = None
+        await self._run(self._sync_pending)
 
     def close(self) -> None:
-        """Wait for the writes asked for, then stop the writer thread."""
+        """Wait for the writes asked for and make them durable, then stop the writer thread."""
+        if self._sync_handle is not None:
+            self._sync_handle.cancel()
+            self._sync_handle = None
+        self._writer.submit(self._sync_pending)
         self._writer.shutdown(wait=True)
 
     def read(self, key: str) -> list | None:

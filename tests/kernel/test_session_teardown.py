@@ -156,6 +156,7 @@ async def test_teardown_runs_every_step_whatever_failed(context, kernel_netns, k
     await context.dns.stop()
     assert context.dns.live == []
 
+    await context.journal.sync()  # the journal keeps a written file's fd until it is durable
     # No fd of the session is left open (its pidfd, the DCO pipe ends, the transport's dup).
     assert open_fds() - fds_before == set(), {f: os.readlink(f"/proc/self/fd/{f}") for f in open_fds() - fds_before}
     assert await session.teardown() == []  # once only
