@@ -58,6 +58,10 @@ class TunnelTable:
     def ifindexes(self) -> set[int]:
         return set(self._sessions)
 
+    def session_of(self, ifindex: int | None) -> Any:
+        """The session whose tunnel `ifindex` is, or None."""
+        return self._sessions.get(ifindex)
+
     def __contains__(self, ifindex: object) -> bool:
         return ifindex in self._sessions
 

@@ -19,9 +19,9 @@ Every rtnetlink notification (kernel/watch.py) is one of:
   that is told from an admin's `ip link del` without a timed wait);
 * unrelated: ignored.
 
-This module only filters notices and hands each batch to the sessions
-(`Session.reconcile`): a session alone judges them against its ledger,
-forgets what is gone and reports it.
+This module only filters notices and routes them to the sessions they
+may concern (`Session.reconcile`, `_route`): a session alone judges them
+against its ledger, forgets what is gone and reports it.
 
 Why classification can be by content: each notice is judged with the
 session's lock held, i.e. after any Establish/Disable/teardown that was
@@ -42,6 +42,7 @@ import logging
 from typing import Callable, Iterable
 
 from .context import TunnelTable
+from .rerun import RerunJob
 from .kernel.notices import AddressNotice, LinkNotice, Notice, Resync, RouteNotice
 from .kernel.route import RTPROT_NETCFG
 from .session import Session
@@ -56,16 +57,14 @@ class ForeignChanges:
         self.tunnels = tunnels
         self.sessions = sessions
         self._queue: list[Notice] = []
-        self._task: asyncio.Task | None = None
-        self._stopped = False
+        self._job = RerunJob(self._drain)
 
     # -- the watch listener: cheap, synchronous filtering --
 
     def on_notice(self, notice: Notice) -> None:
-        if not self._stopped and self._relevant(notice):
+        if not self._job.stopped and self._relevant(notice):
             self._queue.append(notice)
-            if self._task is None or self._task.done():
-                self._task = asyncio.ensure_future(self._drain())
+            self._job.kick()
 
     def _relevant(self, n: Notice) -> bool:
         tunnels = self.tunnels
@@ -83,23 +82,39 @@ class ForeignChanges:
         while self._queue:
             await asyncio.sleep(COLLECT)
             batch, self._queue = self._queue, []
-            for session in list(self.sessions()):
+            for session, notices in self._route(batch):
                 try:
-                    await session.reconcile(batch)
+                    await session.reconcile(notices)
                 except Exception:
-                    log.exception("device %s: classifying %d kernel notices", session.path, len(batch))
+                    log.exception("device %s: classifying %d kernel notices", session.path, len(notices))
+
+    def _route(self, batch: list[Notice]) -> list[tuple[Session, list[Notice]]]:
+        """Each session with the notices that may concern it, in their order.
+
+        A notice about one of our tunnels (a route through it, an address
+        on it, the link) goes to that tunnel's session; the others (a
+        route of ours gone from the uplink, some other link gone, Resync)
+        may concern any session's ledger, and go to each."""
+        sessions = list(self.sessions())
+        routed: dict[int, list[Notice]] = {id(s): [] for s in sessions}
+        for n in batch:
+            owner = self.tunnels.session_of(_ifindex(n))
+            for session in [owner] if owner is not None and id(owner) in routed else sessions:
+                routed[id(session)].append(n)
+        return [(s, routed[id(s)]) for s in sessions if routed[id(s)]]
 
     async def settle(self) -> None:
         """Wait until every notice received so far has been judged (tests, shutdown)."""
-        while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
+        await self._job.settle()
 
     async def stop(self) -> None:
-        self._stopped = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        self._task = None
+        await self._job.stop()
+
+
+def _ifindex(n: Notice) -> int | None:
+    """The link a notice is about: a route's device, an address's or link's own."""
+    if isinstance(n, RouteNotice):
+        return n.oif
+    if isinstance(n, (AddressNotice, LinkNotice)):
+        return n.ifindex
+    return None

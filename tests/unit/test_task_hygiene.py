@@ -30,11 +30,11 @@ async def test_the_signal_pump_waits_for_its_writer():
 async def test_foreign_changes_wait_for_their_classification():
     foreign = ForeignChanges(TunnelTable(), lambda: [])
     foreign.on_notice(Resync())
-    task = foreign._task
+    task = foreign._job._task
     await foreign.stop()
     assert task.done()
     foreign.on_notice(Resync())  # after stop: nothing new starts
-    assert foreign._task is None
+    assert foreign._job._task is None
 
 
 async def test_credential_lookups_are_awaited_when_forgotten_or_closed():
