@@ -58,7 +58,7 @@ class Environment:
     `await env.start()`; `env.close()` (sync) undoes what was started.
     """
 
-    def __init__(self, log_level: int = 4, profile: Path | None = None) -> None:
+    def __init__(self, log_level: int = 4, profile: Path | None = None, tree: Path | None = None) -> None:
         self._stack = ExitStack()
         self.dir = Path(tempfile.mkdtemp(prefix="netcfg-bench-"))
         os.chmod(self.dir, 0o755)
@@ -68,6 +68,7 @@ class Environment:
         self.service: ServiceProcess | None = None
         self.log_level = log_level
         self.profile = profile
+        self.tree = tree  # run the service from these sources (an older commit) instead of this checkout
 
     async def start(self) -> "Environment":
         # Each undo is registered before its start: a signal may land half-way.
@@ -79,9 +80,10 @@ class Environment:
             python = self.dir / "python-cprofile"
             python.write_text(f'#!/bin/sh\nexec {sys.executable} -m cProfile -o {self.profile.resolve()} "$@"\n')
             python.chmod(0o755)
+        env = None if self.tree is None else {**os.environ, "PYTHONPATH": str(self.tree)}
         self.service = ServiceProcess(
             self.bus.address, self.ns.name, self.dir / "service", python=str(python),
-            log_level=self.log_level, extra_args=["--dns-backend", "none"],
+            log_level=self.log_level, extra_args=["--dns-backend", "none"], env=env,
         )
         self._stack.callback(_stop_service, self.service)
         await self.service.start()
@@ -223,3 +225,19 @@ def summary(values: list[float]) -> dict:
     if len(s) < 100:
         out["values"] = values
     return out
+
+
+# -- an older commit, for comparisons in the same run ----------------------
+def export_tree(ref: str, into: Path) -> str:
+    """Write the files of commit `ref` into the directory `into` (git
+    archive: no worktree, nothing recorded in the repository); returns the
+    commit's short hash.  `python -m netcfg` with PYTHONPATH=into runs it."""
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", f"{ref}^{{commit}}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.Popen(["git", "-C", str(REPO), "archive", "--format=tar", commit], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", str(into)], stdin=archive.stdout, check=True)
+    archive.stdout.close()
+    if archive.wait() != 0:
+        raise RuntimeError(f"git archive {ref} failed")
+    return commit

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """netcfg benchmarks: routes at scale, call latency, memory.  As root:
 
-    scripts/bench.sh [--sizes 0,100,1000,10000] [--reps 5] [--calls 2000] [--check]
+    scripts/bench.sh [--sizes 0,100,1000,10000] [--reps 5] [--calls 2000] [--against REF] [--check]
 
 1. For each N: AddNetworks (one call, N routes), Establish, Destroy through
    the service on a private bus, and `ip -batch` adding the same N routes in
@@ -9,9 +9,15 @@
 2. Round trip of Properties.Get(version) and Peer.Ping on the manager.
 3. The service's VmRSS idle after start and after each largest-N cycle.
 
+With --against REF, the service of commit REF (written out with git
+archive) runs too, on a bus and in a namespace of its own, and its
+AddNetworks/Establish/Destroy cycle alternates with ours rep by rep: the
+regression check (Establish at 10,000 routes within 5% of REF's, issue 15)
+is measured in the same run, under the same load.
+
 Prints a table, writes JSON (bench/results/latest.json by default).  The
-target (Establish at 10,000 routes within 2x of ip -batch) is reported as
-PASS/FAIL; only --check turns a FAIL into exit code 1.
+targets (Establish at 10,000 routes within 2x of ip -batch; within 5% of
+REF's) are reported as PASS/FAIL; only --check turns a FAIL into exit code 1.
 """
 
 from __future__ import annotations
@@ -34,41 +40,52 @@ import common
 from common import IFACE, MANAGER, PEER, PROPS, call, new_device
 
 TARGET_N, TARGET_RATIO = 10_000, 2.0
+AGAINST_RATIO = 1.05  # Establish at TARGET_N: at most 5% slower than the commit compared against
 DEFAULT_JSON = common.REPO / "bench" / "results" / "latest.json"
 
 
-async def route_cycles(env: common.Environment, bus: MessageBus, n: int, reps: int) -> dict:
-    """`reps` create/AddNetworks/Establish/Destroy cycles, each followed by an
-    ip -batch run; kernel state is checked outside the timed parts."""
+async def service_cycle(env: common.Environment, bus: MessageBus, nets: list, n: int) -> dict:
+    """One create/AddNetworks/Establish/Destroy cycle; kernel state checked outside the timed parts."""
+    if not env.service.alive():
+        raise RuntimeError(f"the service exited with {env.service.returncode}")
+    pid = env.service.pid
+    path = await new_device(bus)
+    t0 = time.perf_counter()
+    await call(bus, path, "AddNetworks", "a(suibb)", [nets])
+    t1, cpu1 = time.perf_counter(), common.cpu_seconds(pid)
+    reply = await call(bus, path, "Establish")
+    t2, cpu2 = time.perf_counter(), common.cpu_seconds(pid)
+    fd = reply.unix_fds[0]  # dbus-fast hands us the fd; we own it
+    try:
+        if (got := common.count_routes(env.ns.name)) != n:
+            raise RuntimeError(f"after Establish: {got} routes in the kernel, wanted {n}")
+        t3 = time.perf_counter()
+        await call(bus, path, "Destroy")
+        t4 = time.perf_counter()
+    finally:
+        os.close(fd)
+    if (got := common.count_routes(env.ns.name)) or common.tun_links(env.ns.name):
+        raise RuntimeError(f"after Destroy: {got} routes / tun links {common.tun_links(env.ns.name)} left")
+    return {"add_networks": t1 - t0, "establish": t2 - t1, "destroy": t4 - t3,
+            "establish_cpu_user": cpu2[0] - cpu1[0], "establish_cpu_sys": cpu2[1] - cpu1[1]}
+
+
+async def route_cycles(env: common.Environment, bus: MessageBus, n: int, reps: int, against=None) -> dict:
+    """`reps` service cycles, each followed by the same cycle of the service
+    compared against (`against`: its environment and connection), if any,
+    and an ip -batch run."""
     nets, pid = common.networks(n), env.service.pid
     times = {k: [] for k in ("add_networks", "establish", "destroy", "ip_batch",
                              "establish_cpu_user", "establish_cpu_sys", "ip_batch_cpu_user", "ip_batch_cpu_sys")}
+    theirs = {k: [] for k in ("add_networks", "establish", "destroy", "establish_cpu_user", "establish_cpu_sys")}
     rss_after = []
     for _ in range(reps):
-        if not env.service.alive():
-            raise RuntimeError(f"the service exited with {env.service.returncode}")
-        path = await new_device(bus)
-        t0 = time.perf_counter()
-        await call(bus, path, "AddNetworks", "a(suibb)", [nets])
-        t1, cpu1 = time.perf_counter(), common.cpu_seconds(pid)
-        reply = await call(bus, path, "Establish")
-        t2, cpu2 = time.perf_counter(), common.cpu_seconds(pid)
-        fd = reply.unix_fds[0]  # dbus-fast hands us the fd; we own it
-        try:
-            if (got := common.count_routes(env.ns.name)) != n:
-                raise RuntimeError(f"after Establish: {got} routes in the kernel, wanted {n}")
-            t3 = time.perf_counter()
-            await call(bus, path, "Destroy")
-            t4 = time.perf_counter()
-        finally:
-            os.close(fd)
-        if (got := common.count_routes(env.ns.name)) or common.tun_links(env.ns.name):
-            raise RuntimeError(f"after Destroy: {got} routes / tun links {common.tun_links(env.ns.name)} left")
-        times["add_networks"].append(t1 - t0)
-        times["establish"].append(t2 - t1)
-        times["destroy"].append(t4 - t3)
-        times["establish_cpu_user"].append(cpu2[0] - cpu1[0])
-        times["establish_cpu_sys"].append(cpu2[1] - cpu1[1])
+        for k, v in (await service_cycle(env, bus, nets, n)).items():
+            times[k].append(v)
+        if against is not None:
+            for k, v in (await service_cycle(*against, nets, n)).items():
+                if k in theirs:
+                    theirs[k].append(v)
         wall, user, system = common.ip_batch(env, n)
         times["ip_batch"].append(wall)
         times["ip_batch_cpu_user"].append(user)
@@ -76,6 +93,9 @@ async def route_cycles(env: common.Environment, bus: MessageBus, n: int, reps: i
         rss_after.append(common.proc_status_kib(pid, "VmRSS"))
     result = {"n": n, **{k: common.summary(v) for k, v in times.items()}, "rss_after_kib": rss_after}
     result["ratio"] = result["establish"]["median"] / result["ip_batch"]["median"]
+    if against is not None:
+        result["against"] = {k: common.summary(v) for k, v in theirs.items()}
+        result["vs_against"] = result["establish"]["median"] / result["against"]["establish"]["median"]
     cpu = [statistics.median(map(sum, zip(times[f"{k}_cpu_user"], times[f"{k}_cpu_sys"])))
            for k in ("establish", "ip_batch")]
     # /proc/PID/stat counts 10 ms ticks: below ~50 ms a ratio says nothing.
@@ -102,21 +122,28 @@ async def latency(bus: MessageBus, calls: int, warmup: int) -> dict:
     return out
 
 
-async def bench(env: common.Environment, args) -> dict:
+async def bench(env: common.Environment, args, old: common.Environment | None = None) -> dict:
     await env.start()
+    if old is not None:
+        await old.start()
     pid = env.service.pid
     await asyncio.sleep(1.0)  # let start-up settle
     rss_idle = common.proc_status_kib(pid, "VmRSS")
     bus = await MessageBus(bus_address=env.bus.address, negotiate_unix_fd=True).connect()
+    old_bus = None
+    if old is not None:
+        old_bus = await MessageBus(bus_address=old.bus.address, negotiate_unix_fd=True).connect()
     try:
         lat = await latency(bus, args.calls, args.warmup)
         rss_after_latency = common.proc_status_kib(pid, "VmRSS")
         routes = []
         for n in args.sizes:
             print(f"bench: {n} routes x {args.reps} ...", file=sys.stderr, flush=True)
-            routes.append(await route_cycles(env, bus, n, args.reps))
+            routes.append(await route_cycles(env, bus, n, args.reps, (old, old_bus) if old else None))
     finally:
         bus.disconnect()
+        if old_bus is not None:
+            old_bus.disconnect()
     await asyncio.sleep(1.0)
     return {
         "latency_us": lat,
@@ -146,6 +173,17 @@ def report(res: dict) -> str:
     for r in res["routes"]:
         lines.append(f"{r['n']:>6} | {ms(r['add_networks'])} | {ms(r['establish'])} | {ms(r['destroy'])} | "
                      f"{ms(r['ip_batch'])} | {r['ratio']:5.2f}")
+    if any("against" in r for r in res["routes"]):
+        lines += ["", f"Establish against {res['against']}: median (min) ms; ratio = ours / theirs; "
+                  "CPU user + system (median ms)",
+                  f"{'N':>6} | {'ours':>19} | {'theirs':>19} | ratio | {'CPU ours':>15} | {'CPU theirs':>15}"]
+        for r in res["routes"]:
+            lines.append(f"{r['n']:>6} | {ms(r['establish'])} | {ms(r['against']['establish'])} | "
+                         f"{r['vs_against']:5.2f} | {cpu(r, 'establish')} | {cpu(r['against'], 'establish')}")
+        a = res["target_against"]
+        if a["ratio"] is not None:
+            lines.append(f"target: Establish at {TARGET_N:,} routes within {(AGAINST_RATIO - 1) * 100:g}% of "
+                         f"{res['against']}: {a['ratio']:.3f}  {'PASS' if a['pass'] else 'FAIL'}")
     t = res["target"]
     if t["ratio"] is not None:
         lines.append(f"target: Establish at {TARGET_N:,} routes within {TARGET_RATIO:g}x of ip -batch: "
@@ -179,7 +217,8 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=200, help="untimed calls first (default 200)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
     p.add_argument("--profile", type=Path, metavar="FILE", help="run the service under cProfile, stats to FILE")
-    p.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
+    p.add_argument("--against", metavar="REF", help="also run commit REF's service, alternating with ours")
+    p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     if os.geteuid() != 0:
@@ -189,8 +228,13 @@ def main() -> int:
     load_before = [round(x, 2) for x in os.getloadavg()]
     started = datetime.now(timezone.utc).astimezone()
     env = common.Environment(profile=args.profile)
+    old = against = None
     try:
-        res = asyncio.run(bench(env, args))
+        if args.against:
+            tree = env.dir / "against"
+            against = f"{args.against} ({common.export_tree(args.against, tree)})"
+            old = common.Environment(tree=tree)
+        res = asyncio.run(bench(env, args, old))
     except common.Interrupted as e:
         print(f"bench: {e}, cleaning up", file=sys.stderr)
         logging.getLogger("asyncio").disabled = True  # futures of a connection cut short
@@ -200,6 +244,8 @@ def main() -> int:
             print(env.service.diagnostics()[-4000:], file=sys.stderr)
         raise
     finally:
+        if old is not None:
+            old.close()
         env.close()
 
     target = next((r for r in res["routes"] if r["n"] == TARGET_N), None)
@@ -214,13 +260,19 @@ def main() -> int:
         "target": {"n": TARGET_N, "max_ratio": TARGET_RATIO,
                    "ratio": target["ratio"] if target else None,
                    "pass": target["ratio"] <= TARGET_RATIO if target else None},
+        "against": against,
+        "target_against": {"n": TARGET_N, "max_ratio": AGAINST_RATIO,
+                           "ratio": target.get("vs_against") if target else None,
+                           "pass": target["vs_against"] <= AGAINST_RATIO if target and "vs_against" in target
+                           else None},
         **res,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=2) + "\n")
     print(report(res))
     print(f"\nJSON: {args.json}")
-    return 1 if args.check and res["target"]["pass"] is False else 0
+    missed = res["target"]["pass"] is False or res["target_against"]["pass"] is False
+    return 1 if args.check and missed else 0
 
 
 if __name__ == "__main__":

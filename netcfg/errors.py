@@ -52,5 +52,16 @@ class BackendUnavailable(NetcfgError):
     """A DNS backend cannot do its work right now."""
 
 
+class TeardownIncomplete(NetcfgError):
+    """A device is gone, but the kernel or a DNS backend refused part of its
+    teardown; what it refused is journaled and tried again at the next start."""
+
+    def __init__(self, errors: list[Exception]):
+        self.errors = errors
+        shown = "; ".join(map(str, errors[:5])) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+        super().__init__(f"the device was removed, but not all of it: {shown} "
+                         "(kept in the journal, tried again at the next start)")
+
+
 class StartupError(Exception):
     """The service cannot start; the message names what failed (exit code 3)."""

@@ -35,17 +35,11 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING
 
 from .errors import NoUplink
-from .events import Change, ChangeType, route_details
 from .kernel.ip import family_name
 from .kernel.route import Network, Route
-from .kernel.uplink import UplinkView, retarget, slot_key
-
-if TYPE_CHECKING:
-    from .registry import Context
-    from .session import Session
+from .kernel.uplink import UplinkView
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +73,8 @@ def exclude_routes(networks: list[Network], view: UplinkView, strict: bool = Tru
     return routes
 
 
-async def plan(ctx: "Context", networks: list[Network]) -> list[Route]:
-    """Exclude routes for an Establish (reads the routing table only when there are excludes)."""
-    if not any(n.exclude for n in networks):
-        return []
-    view = await UplinkView.read(ctx.nl, ctx.tunnel_ifindexes())
+def plan(networks: list[Network], view: UplinkView) -> list[Route]:
+    """Exclude routes for an Establish; NoUplink if a family with excludes has no uplink."""
     for n in networks:
         existing = view.exact(n.address, n.prefix) if n.exclude else None
         if existing is not None:
@@ -92,20 +83,15 @@ async def plan(ctx: "Context", networks: list[Network]) -> list[Route]:
     return exclude_routes(networks, view)
 
 
-async def follow(session: "Session", view: UplinkView) -> None:
-    """The uplink moved: move this device's exclude routes with it."""
-    from .session import State
+def follow(networks: list[Network], view: UplinkView, held: list[Route]) -> list[Route]:
+    """Where a device's exclude routes belong now that the uplink moved.
 
-    async with session.lock:
-        if session.state is not State.ESTABLISHED or session.ledger is None:
-            return
-        held = session.ledger.objects(Route)
-        desired = exclude_routes(session.config.networks, view, strict=False, ours={destination(r) for r in held})
-        keys = {slot_key(r) for r in desired}
-        current = [r for r in held if slot_key(r) in keys]
-        moved = await retarget(session.ledger, current, desired)
-        if not moved or not session.ctx.events.wants(ChangeType.ROUTE_EXCLUDED):
-            return
-        for _, new in moved:
-            details = route_details(new.dst, new.prefix, new.family == socket.AF_INET6, new.gateway or "")
-            session.ctx.events.emit(session.path, Change(ChangeType.ROUTE_EXCLUDED, session.device_name, details))
+    A route we hold keeps its metric: it may have gone in behind another
+    owner's route to the same destination at a higher one (kernel/route.py,
+    RouteKind.alternative), and it must be replaced in its own place.
+    """
+    metrics = {destination(r): r.metric for r in held}
+    desired = exclude_routes(networks, view, strict=False, ours=set(metrics))
+    return [r if destination(r) not in metrics else Route(r.family, r.dst, r.prefix, r.oif, r.gateway,
+                                                           metrics[destination(r)], r.table, r.proto)
+            for r in desired]

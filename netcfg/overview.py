@@ -23,7 +23,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from .foreign import RTPROT_KERNEL, key_of, notice_key
+from .reconcile import RTPROT_KERNEL, notice_key
+from .reconcile import observed_key as key_of
 from .kernel.address import AddressOnLink
 from .kernel.link import TunLink
 from .kernel.netlink import Netlink, refused

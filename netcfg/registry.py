@@ -9,26 +9,23 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
 from typing import Callable
 
-from . import exclude
-from .config import Options
-from .dns.order import DnsManager
+from .context import Context, Owner, may_access
 from .errors import InvalidArgument, UnknownDevice
-from .events import Change, ChangeType, EventSink, route_details
+from .events import Change, ChangeType, route_details
 from .kernel import protect, sweep
 from .kernel.follow import UplinkFollower
-from .kernel.mark import MarkRouting
 from .kernel.ip import printable
 from .kernel.ledger import Ledger
-from .kernel.netlink import Netlink
+from .kernel.mark import MarkRouting
 from .kernel.uplink import UplinkView
-from .kernel.watch import KernelWatch
-from .session import Owner, Session, State
-from .state import Journal
+from .process import ClientProcess
+from .session import Session, State
 
 log = logging.getLogger(__name__)
+
+__all__ = ["MANAGER_PATH", "Context", "DeviceRegistry", "Owner", "may_access", "sanitise_name"]
 
 MANAGER_PATH = "/net/openvpn/v3/netcfg"
 MAX_DEVICES = 256  # per owner UID; keeps one client from filling the bus with objects
@@ -40,30 +37,6 @@ def sanitise_name(name: str) -> str:
     return "".join(ch for ch in name.rstrip("\n") if 0x20 <= ord(ch) < 0x80)
 
 
-@dataclass
-class Context:
-    """What sessions share: options, kernel handles, journal, DNS, events."""
-
-    options: Options
-    nl: Netlink
-    journal: Journal
-    dns: DnsManager
-    events: EventSink
-    watch: KernelWatch
-    tunnels: dict[int, Session] = field(default_factory=dict)
-
-    def tunnel_ifindexes(self) -> set[int]:
-        return set(self.tunnels)
-
-    def note_tunnel(self, session: Session, ifindex: int) -> None:
-        self.tunnels[ifindex] = session
-
-    def forget_tunnel(self, session: Session) -> None:
-        keep = session.link.ifindex if session.link and session.state is not State.DESTROYED else None
-        for ifindex in [i for i, s in self.tunnels.items() if s is session and i != keep]:
-            del self.tunnels[ifindex]
-
-
 class DeviceRegistry:
     def __init__(self, ctx: Context, on_removed: Callable[[Session], None] = lambda s: None) -> None:
         self.ctx = ctx
@@ -73,7 +46,7 @@ class DeviceRegistry:
         opts = ctx.options
         self.mark = None if opts.set_somark is None else MarkRouting(
             ctx.nl, ctx.journal, opts.set_somark, opts.somark_table, opts.somark_priority)
-        self.follower = UplinkFollower(ctx.watch, ctx.tunnel_ifindexes, self.follow_uplink)
+        self.follower = UplinkFollower(ctx.watch, ctx.tunnels.ifindexes, self.follow_uplink)
 
     # -- devices --
 
@@ -88,7 +61,7 @@ class DeviceRegistry:
             raise InvalidArgument(f"Error creating virtual interface '{clean}': {path} exists already")
         if sum(1 for s in self.sessions.values() if s.owner.uid == owner.uid) >= MAX_DEVICES:
             raise InvalidArgument(f"Error creating virtual interface '{clean}': too many devices (at most {MAX_DEVICES})")
-        session = Session(self.ctx, path, clean, owner)
+        session = Session(self.ctx, path, clean, owner, ClientProcess(owner.pid))
         self.sessions[path] = session
         log.info("device %s created by uid %d pid %d (%s)", path, owner.uid, owner.pid, owner.bus_name)
         return session
@@ -102,59 +75,84 @@ class DeviceRegistry:
     def accessible_to(self, uid: int, pid: int) -> list[Session]:
         return [s for s in self.sessions.values() if may_access(s.owner, uid, pid)]
 
-    async def destroy(self, session: Session, reason: str) -> None:
-        """Tear down and forget one device.  Never raises: every caller (Destroy,
-        Cleanup, a vanished client, shutdown) must go on with the others; what
-        could not be removed stays in the journal for the next start."""
+    async def destroy(self, session: Session, reason: str, lost: bool = False) -> list[Exception]:
+        """Tear down and forget one device; what could not be removed (journaled
+        for the next start).  Never raises: every caller (Destroy, Cleanup, a
+        vanished client, shutdown) must go on with the others."""
+        errors: list[Exception] = []
         try:
-            await session.teardown()
-        except Exception:
+            errors = await session.teardown(lost)
+        except Exception as e:  # teardown gathers its own; this would be a bug
             log.exception("device %s: teardown failed (%s)", session.path, reason)
+            errors = [e]
         finally:
             if self.sessions.pop(session.path, None) is not None:
                 log.info("device %s removed: %s", session.path, reason)
                 self.on_removed(session)
             await self._release_if_last(session.owner)
+        return errors
 
     async def _release_if_last(self, owner: Owner) -> None:
-        # Protections end with the caller's last device (issue 5).
-        if not any(s.owner.pid == owner.pid for s in self.sessions.values()):
-            await self.release_protections(lambda o: o.pid == owner.pid)
+        # A caller's protections end with its last device (issue 5).
+        if not any(s.owner.bus_name == owner.bus_name for s in self.sessions.values()):
+            await self.release_protections(lambda o: o.bus_name == owner.bus_name)
 
     async def cleanup_pid(self, pid: int) -> None:
-        """Cleanup(): everything created by that PID (spec 4.5, with [rec])."""
+        """Cleanup(): everything created by that PID (spec 4.5, with [rec]): by
+        PID, the one place that is not by caller, as the spec says: it is
+        meant for what an earlier process with the same PID left behind."""
         for session in [s for s in self.sessions.values() if s.owner.pid == pid]:
             await self.destroy(session, f"Cleanup() from pid {pid}")
         await self.release_protections(lambda o: o.pid == pid)
 
     async def owner_gone(self, bus_name: str) -> None:
-        """The creator left the bus: tear down what it made, established or not."""
+        """The creator left the bus: tear down what it made, established or not.
+
+        The dispatcher calls this after the calls that name had sent were
+        served (bus/dispatch.py), so none of them is still running."""
         for session in [s for s in self.sessions.values() if s.owner.bus_name == bus_name]:
             log.error("Client process with bus name %s disappeared! Cleaning up %s.", bus_name, session.path,
                       extra=session.log_extra)
-            await self.destroy(session, f"client {bus_name} disappeared")
+            await self.destroy(session, f"client {bus_name} disappeared", lost=True)
         await self.release_protections(lambda o: o.bus_name == bus_name)
 
     # -- protections --
 
     async def protect_socket(self, owner: Owner, remote: str, ipv6: bool, fd: int | None,
                              device_path: str | None = None) -> bool:
-        prot = self.protections.get(owner.bus_name)
-        if prot is None:
-            ledger = Ledger(f"protect-{owner.pid}-{owner.bus_name}", self.ctx.nl, self.ctx.journal)
-            prot = self.protections[owner.bus_name] = protect.Protection(owner, ledger)
-        prot.device_path = device_path
-        return await protect.protect(self.ctx.nl, prot, remote, ipv6, self.ctx.tunnel_ifindexes(),
-                                     self.ctx.options.redirect_method, fd, self.mark)
+        """The caller's protection, replaced by this request.
+
+        The protection's lock is held for the whole request, and a release
+        takes it too: a ProtectSocket either ends before the release (which
+        then removes what it added) or starts after it, on a new protection
+        with a new journal key.  Never in between (the shutdown race).
+        """
+        while True:
+            prot = self.protections.get(owner.bus_name)
+            if prot is None:
+                key = self.ctx.journal.new_key(f"protect-{owner.bus_name}-{owner.pid}")
+                prot = self.protections[owner.bus_name] = protect.Protection(
+                    owner, Ledger(key, self.ctx.nl, self.ctx.journal))
+            async with prot.lock:
+                if prot.released:
+                    continue  # released while we waited: the caller's next protection is a new one
+                prot.device_path = device_path
+                return await protect.protect(self.ctx.nl, prot, remote, ipv6, self.ctx.tunnels.ifindexes(),
+                                             self.ctx.options.redirect_method, fd, self.mark)
 
     async def release_protections(self, match: Callable[[Owner], bool]) -> None:
         for name, prot in list(self.protections.items()):
             if match(prot.owner):
-                del self.protections[name]
+                if self.protections.get(name) is prot:
+                    del self.protections[name]
+                if prot.lock.locked():
+                    log.info("protection of %s: waiting for its ProtectSocket in progress", name)
                 try:
-                    await prot.release()
+                    errors = await prot.release()
                     if self.mark is not None:
                         await self.mark.release(prot.ledger.key)
+                    for error in errors:
+                        log.warning("releasing the protection of %s: %s", name, error)
                 except Exception:
                     log.exception("releasing the protections of %s failed", name)
 
@@ -166,12 +164,12 @@ class DeviceRegistry:
         sessions = [s for s in self.sessions.values() if s.state is State.ESTABLISHED]
         if not (prots or sessions or (self.mark and self.mark.holders)):
             return
-        view = await UplinkView.read(self.ctx.nl, self.ctx.tunnel_ifindexes())
+        view = await UplinkView.read(self.ctx.nl, self.ctx.tunnels.ifindexes())
         for prot in prots:
             for _, route in await prot.follow(view):
                 self._emit_protected(prot, route)
         for session in sessions:
-            await exclude.follow(session, view)
+            await session.follow_uplink(view)
         if self.mark is not None:
             await self.mark.follow(view)
 
@@ -210,7 +208,3 @@ class DeviceRegistry:
             await self.destroy(session, "service shutdown")
         await self.release_protections(lambda o: True)
 
-
-def may_access(owner: Owner, uid: int, pid: int) -> bool:
-    """Device owner rule: root, or the creating process (any of its connections)."""
-    return uid == 0 or (uid == owner.uid and pid == owner.pid)

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 from dbus_fast import Message, MessageType
 
+from ..context import Owner, may_access
 from ..errors import NotAuthorized
-from ..registry import may_access
-from ..session import Owner
 from .members import Policy
 
 log = logging.getLogger(__name__)
@@ -41,6 +40,7 @@ class Credentials:
     def __init__(self, bus) -> None:
         self.bus = bus
         self._pending: dict[str, asyncio.Future] = {}
+        self._forgotten: set[asyncio.Task] = set()  # cancelled look-ups, until they have unwound
 
     def prefetch(self, name: str) -> None:
         if name not in self._pending:
@@ -57,6 +57,16 @@ class Credentials:
         fut = self._pending.pop(name, None)
         if fut is not None and not fut.done():
             fut.cancel()
+            self._forgotten.add(fut)
+            fut.add_done_callback(self._forgotten.discard)
+
+    async def close(self) -> None:
+        """Shutdown: every look-up still running is cancelled and awaited."""
+        tasks = {*self._pending.values(), *self._forgotten}
+        self._pending.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch(self, name: str) -> Caller | None:
         reply = await self.bus.call(

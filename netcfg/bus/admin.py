@@ -24,6 +24,7 @@ import time
 from dbus_fast import Variant
 
 from .. import overview
+from ..errors import TeardownIncomplete
 from ..registry import MANAGER_PATH, DeviceRegistry
 from .dispatch import Call
 from .members import Members, Method, Policy, Property, merge
@@ -114,7 +115,9 @@ class AdminFace:
 
     async def CleanupDevice(self, call: Call, device_path: str):
         session = self.registry.get(device_path)
-        await self.registry.destroy(session, f"cleanup by root (uid {call.caller.uid}, pid {call.caller.pid})")
+        errors = await self.registry.destroy(session, f"cleanup by root (uid {call.caller.uid}, pid {call.caller.pid})")
+        if errors:
+            raise TeardownIncomplete(errors)
 
     async def CleanupProcess(self, call: Call, pid: int):
         devices = sum(1 for s in self.registry.sessions.values() if s.owner.pid == pid)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..dns.settings import check_scope
-from ..errors import InvalidArgument, InvalidProperty
+from ..errors import InvalidArgument, TeardownIncomplete
 from ..kernel.address import TunnelAddress
 from ..kernel.ip import parse_ip
 from ..kernel.route import Network
@@ -25,28 +24,11 @@ OWNER, BUS = Policy.OWNER_OR_ROOT, Policy.BUS_POLICY
 PARSE_SLICE = 5000  # AddNetworks entries validated between two yields to the loop
 
 
-def _uint16(name: str):
-    async def setter(face: "DeviceFace", value: int) -> None:
-        if name == "mtu" and not 68 <= value <= 65535:
-            raise InvalidProperty(f"mtu {value} is out of range 68-65535")
-        setattr(face.session.config, name, value)
+def _setter(method: str, *args):
+    """A property write: one call of the session's setter (it validates)."""
+    async def setter(face: "DeviceFace", value) -> None:
+        await getattr(face.session, method)(*args, value)
     return setter
-
-
-async def _set_layer(face: "DeviceFace", value: int) -> None:
-    if value not in (2, 3):
-        raise InvalidProperty(f"layer {value} is invalid: 3 (tun) or 2 (tap)")
-    face.session.config.layer = value
-
-
-def _bool(name: str):
-    async def setter(face: "DeviceFace", value: bool) -> None:
-        setattr(face.session.config, name, value)
-    return setter
-
-
-async def _set_scope(face: "DeviceFace", value: str) -> None:
-    face.session.dns.scope = check_scope(value)
 
 
 def _cfg(name: str):
@@ -71,14 +53,14 @@ class DeviceFace:
     )}
     properties = {p.name: p for p in (
         Property("device_name", "s", BUS, lambda f: f.session.device_name),
-        Property("mtu", "q", BUS, _cfg("mtu"), OWNER, _uint16("mtu")),
-        Property("layer", "u", BUS, _cfg("layer"), OWNER, _set_layer),
-        Property("txqueuelen", "q", BUS, _cfg("txqueuelen"), OWNER, _uint16("txqueuelen")),
-        Property("reroute_ipv4", "b", BUS, _cfg("reroute_ipv4"), OWNER, _bool("reroute_ipv4")),
-        Property("reroute_ipv6", "b", BUS, _cfg("reroute_ipv6"), OWNER, _bool("reroute_ipv6")),
+        Property("mtu", "q", BUS, _cfg("mtu"), OWNER, _setter("set_mtu")),
+        Property("layer", "u", BUS, _cfg("layer"), OWNER, _setter("set_layer")),
+        Property("txqueuelen", "q", BUS, _cfg("txqueuelen"), OWNER, _setter("set_txqueuelen")),
+        Property("reroute_ipv4", "b", BUS, _cfg("reroute_ipv4"), OWNER, _setter("set_reroute", False)),
+        Property("reroute_ipv6", "b", BUS, _cfg("reroute_ipv6"), OWNER, _setter("set_reroute", True)),
         Property("owner", "u", BUS, lambda f: f.session.owner.uid),
         Property("acl", "au", BUS, lambda f: sorted({f.session.owner.uid, 0})),
-        Property("dns_scope", "s", BUS, lambda f: f.session.dns.scope, OWNER, _set_scope),
+        Property("dns_scope", "s", BUS, lambda f: f.session.dns.scope, OWNER, _setter("set_dns_scope")),
         # The original declares these `s` and sends `as` (spec 1.3): we say `as`.
         Property("dns_name_servers", "as", BUS, lambda f: list(f.session.dns.servers)),
         Property("dns_search_domains", "as", BUS, lambda f: list(f.session.dns.domains)),
@@ -97,10 +79,10 @@ class DeviceFace:
         return self.session.owner
 
     async def AddIPAddress(self, call: Call, ip_address: str, prefix_size: int, gateway: str, ipv6: bool):
-        self.session.add_address(TunnelAddress.from_wire(ip_address, prefix_size, gateway, ipv6))
+        await self.session.add_address(TunnelAddress.from_wire(ip_address, prefix_size, gateway, ipv6))
 
     async def SetRemoteAddress(self, call: Call, ip_address: str, ipv6: bool):
-        self.session.config.remote = str(parse_ip(ip_address, ipv6, "remote address"))
+        await self.session.set_remote(str(parse_ip(ip_address, ipv6, "remote address")))
 
     async def AddNetworks(self, call: Call, networks: list):
         # Parsing costs ~30 us per entry: a 1,000,000-entry call would hold
@@ -116,19 +98,19 @@ class DeviceFace:
                 parsed.append(Network.from_wire(*entry))
             except InvalidArgument as e:
                 raise InvalidArgument(f"networks[{i}]: {e}") from None
-        self.session.add_networks(parsed)
+        await self.session.add_networks(parsed)
 
     async def AddDNS(self, call: Call, server_list: list):
-        self.session.dns.add_servers(server_list)
+        await self.session.add_dns_servers(server_list)
 
     async def AddDNSSearch(self, call: Call, domains: list):
-        self.session.dns.add_domains(domains)
+        await self.session.add_dns_domains(domains)
 
     async def SetDNSSEC(self, call: Call, mode: str):
-        self.session.dns.set_dnssec(mode)
+        await self.session.set_dnssec(mode)
 
     async def SetDNSTransport(self, call: Call, mode: str):
-        self.session.dns.set_transport(mode)
+        await self.session.set_dns_transport(mode)
 
     async def EnableDCO(self, call: Call, dev_name: str):
         await self.session.enable_dco(sanitise_name(dev_name))
@@ -143,4 +125,6 @@ class DeviceFace:
         await self.session.disable()
 
     async def Destroy(self, call: Call):
-        await self.registry.destroy(self.session, f"Destroy() by uid {call.caller.uid}")
+        errors = await self.registry.destroy(self.session, f"Destroy() by uid {call.caller.uid}")
+        if errors:
+            raise TeardownIncomplete(errors)

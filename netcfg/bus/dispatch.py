@@ -13,6 +13,12 @@ authorization.  One message handler sees each call first and:
   sent them while other clients are served concurrently;
 * checks path, interface, member, signature, then the member's policy, then
   runs the face's handler and maps any exception through bus/errors.py.
+
+Calls in progress are known (`_serving`): at shutdown `quiesce` refuses new
+calls and waits for them, so teardown never runs beside one (a
+ProtectSocket adding its route after its protection was released).  A
+sender's departure is queued behind its own calls, so owner-gone cleanup
+waits for that sender's calls in progress too.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ class Dispatcher:
         self.on_name_lost: Callable[[str], Any] = lambda name: None
         self._queues: dict[str, deque] = {}
         self._workers: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+        self._serving: dict[asyncio.Task, str] = {}  # worker -> the call it serves now
         self.ready = asyncio.Event()  # set once recovery is done: calls wait until then
         self.closing = False  # set at shutdown: calls are refused from then on
         self.machine_id = _machine_id()
@@ -171,6 +178,34 @@ class Dispatcher:
         """A call is queued or being served (a sender's queue lives until it is drained)."""
         return bool(self._queues)
 
+    async def close(self) -> None:
+        """After the bus is gone: what a departure started late is cancelled and awaited."""
+        workers = set(self._workers)
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await self.credentials.close()
+
+    async def quiesce(self, timeout: float) -> None:
+        """Refuse calls from now on; wait (at most `timeout` seconds) for those
+        in progress and the departures queued behind them; then cancel what
+        is still running, and wait for that to unwind (an Establish rolls back)."""
+        self.closing = True
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        if self._serving:
+            log.info("shutting down: waiting for %d calls in progress: %s", len(self._serving),
+                     ", ".join(self._serving.values()))
+        while self._workers and loop.time() < end:
+            await asyncio.wait(set(self._workers), timeout=end - loop.time())
+        if self._workers:
+            log.warning("shutting down: %d calls still running after %.0f s, cancelled: %s", len(self._serving),
+                        timeout, ", ".join(self._serving.values()) or "-")
+            workers = set(self._workers)
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
     async def _serve(self, msg: Message, fds: list[int]) -> None:
         await self.ready.wait()
         if self.closing:
@@ -179,6 +214,8 @@ class Dispatcher:
             return
         self.on_activity()
         what = f"{msg.interface or ''}.{msg.member} on {printable(msg.path or '', PATH_LIMIT)}"
+        worker = asyncio.current_task()
+        self._serving[worker] = f"{what} from {msg.sender}"
         try:
             caller = await self.credentials.lookup(msg.sender or "")
             result = await self._route(msg, caller, fds)
@@ -187,6 +224,7 @@ class Dispatcher:
             self._reply(Message.new_error(msg, name, text), msg)
             return
         finally:
+            self._serving.pop(worker, None)
             close_fds(fds)  # whatever the member did not keep
         if isinstance(result, FdReply):
             await self._reply_with_fd(msg, result)

@@ -41,6 +41,7 @@ TABLE: list[tuple[type[Exception], str]] = [
     (core.InvalidArgument, NETCFG_ERROR),
     (core.NotFound, NETCFG_ERROR),
     (core.StateError, NETCFG_ERROR),
+    (core.TeardownIncomplete, NETCFG_ERROR),
     (core.KernelRefused, NETCFG_ERROR),
     (core.NoUplink, NETCFG_ERROR),
     (core.BackendUnavailable, NETCFG_ERROR),

@@ -89,6 +89,8 @@ class SignalPump:
         await self.flush()
         if self._task:
             self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
 
     # -- producers --
 

@@ -83,6 +83,13 @@ class ResolverCalls:
                         task.add_done_callback(self._done)
         return None
 
+    async def close(self) -> None:
+        """Shutdown: handlers of bus name changes still running are cancelled and awaited."""
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:

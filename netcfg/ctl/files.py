@@ -11,12 +11,12 @@ before anything is written.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import yaml
+
+from .. import atomic_file
 
 
 def read_text(path: str) -> str | None:
@@ -27,7 +27,8 @@ def read_text(path: str) -> str | None:
 
 
 def write_atomically(path: str, text: str, dir_mode: int = 0o755) -> None:
-    """Write `text` to a temporary file beside `path`, fsync, rename over it (mode kept, else 0644)."""
+    """Replace `path` by `text` (netcfg/atomic_file.py: temporary file, fsync, rename, fsync of the
+    directory), its mode kept, else 0644."""
     target = Path(path)
     if target.exists() and not target.is_file():  # /dev/null, a directory: never replaced
         raise IsADirectoryError(f"{path} is not a regular file")
@@ -36,20 +37,7 @@ def write_atomically(path: str, text: str, dir_mode: int = 0o755) -> None:
         mode = target.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_file.write_atomically(target, text.encode("utf-8"), mode=mode)
 
 
 def _key_line(key: str) -> re.Pattern:

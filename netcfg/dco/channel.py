@@ -19,7 +19,7 @@ import socket
 
 from ..errors import InvalidArgument, KernelRefused, StateError
 from ..kernel.ledger import Ledger
-from ..kernel.link import TunLink
+from ..kernel.link import TunLink, lookup
 from ..kernel.netlink import Netlink
 from .families import PeerGone, pipe_datagram
 from .genl import GenlSocket
@@ -43,7 +43,6 @@ def check_ifname(name: str) -> str:
 class DcoChannel:
     def __init__(self, family, link: TunLink, ledger: Ledger) -> None:
         self.family, self.link, self.ledger = family, link, ledger
-        self.ifindex = 0
         self.genl: GenlSocket | None = None
         self.client_end, self.our_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.our_end.setblocking(False)
@@ -61,18 +60,28 @@ class DcoChannel:
         if family is None:
             raise StateError("Error creating ovpn-dco device: this kernel has no data channel offload "
                              "(neither the ovpn-dco-v2 nor the ovpn module); DcoAvailable says so")
+        # Journaled before it exists, by name (its index is the kernel's to
+        # choose); the index is journaled as soon as it is known, and from
+        # then on a delete checks index, name and kind (kernel/link.py).
         link = TunLink(0, ifname, family.link_kind)
-        self = cls(family, link, Ledger(f"{key}.dco", nl, journal))
+        self = cls(family, link, Ledger(journal.new_key(f"{key}.dco"), nl, journal))
         try:
             await self.ledger.apply([link])
-            found = await nl.ipr.link_lookup(ifname=ifname)
-            self.ifindex = found[0] if found else 0
+            self.link = TunLink(await lookup(nl, ifname, family.link_kind), ifname, family.link_kind)
+            await self.ledger.learn(link, self.link)
             self.genl = await GenlSocket.open(family.name, "peers", self._on_notification)
         except BaseException:
-            await self.close()
+            errors = await self.close()
+            if errors:
+                log.warning("DCO device %s: cleaning up after a failed EnableDCO: %s", ifname,
+                            "; ".join(map(str, errors)))
             raise
         log.info("DCO device %s created (%s, ifindex %d)", ifname, family.name, self.ifindex)
         return self
+
+    @property
+    def ifindex(self) -> int:
+        return self.link.ifindex
 
     # -- the client's pipe --
 
@@ -155,16 +164,17 @@ class DcoChannel:
         if self.closed:
             return []
         self.closed = True
-        errors = await self.ledger.undo()
-        if self.genl is not None:
-            self.genl.close()
-        for peer_id in list(self.transports):
-            self._release_transport(peer_id)
-        for end in (self.client_end, self.our_end):
-            if end is not None:
-                end.close()
-        self.client_end = None
-        return errors
+        try:
+            return await self.ledger.undo()
+        finally:  # whatever the kernel said: no socket or fd of this device outlives it
+            if self.genl is not None:
+                self.genl.close()
+            for peer_id in list(self.transports):
+                self._release_transport(peer_id)
+            for end in (self.client_end, self.our_end):
+                if end is not None:
+                    end.close()
+            self.client_end = None
 
 
 def _check_transport(fd: int, req: PeerRequest) -> int:

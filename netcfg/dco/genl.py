@@ -19,20 +19,18 @@ import struct
 from typing import Callable
 
 from ..errors import KernelRefused
-from .attrs import as_dict, attr, parse, uint
+from ..kernel.nlmsg import (
+    HEADER, NETLINK_ADD_MEMBERSHIP, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NLM_F_ACK, NLM_F_REQUEST, NLMSG_DONE,
+    NLMSG_ERROR, SOL_NETLINK, attr, attributes, error_code, extack, messages, uint, walk,
+)
 
 log = logging.getLogger(__name__)
 
 NETLINK_GENERIC = 16
-SOL_NETLINK = 270
-NETLINK_ADD_MEMBERSHIP, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 1, 10, 11
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_ACK_TLVS = 0x1, 0x4, 0x200
-NLMSGERR_ATTR_MSG = 1
 GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
 CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, CTRL_ATTR_MCAST_GROUPS = 1, 2, 7
 CTRL_ATTR_MCAST_GRP_NAME, CTRL_ATTR_MCAST_GRP_ID = 1, 2
-HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+GENL_HEADER = struct.Struct("=BBH")  # genlmsghdr: command, version, reserved
 RCVBUF = 1 << 20  # notifications must not be lost to a burst of acks
 TIMEOUT = 5.0  # a DCO request the kernel has not answered by then has failed
 
@@ -78,22 +76,22 @@ class GenlSocket:
         """(family id, {multicast group name: id}); KernelRefused(ENOENT) if absent."""
         replies = await self._call(GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
                                    attr(CTRL_ATTR_FAMILY_NAME, family.encode() + b"\0"), f"resolve {family}")
-        top = as_dict(replies[0][4:])
+        top = attributes(replies[0][GENL_HEADER.size:])
         groups = {}
-        for _, group in parse(top.get(CTRL_ATTR_MCAST_GROUPS, b"")):
-            g = as_dict(group)
+        for _, group in walk(top.get(CTRL_ATTR_MCAST_GROUPS, b"")):
+            g = attributes(group)
             groups[g[CTRL_ATTR_MCAST_GRP_NAME].rstrip(b"\0").decode()] = uint(g[CTRL_ATTR_MCAST_GRP_ID])
         return uint(top[CTRL_ATTR_FAMILY_ID]), groups
 
     async def request(self, cmd: int, payload: bytes, what: str) -> list[bytes]:
         """Send one command of our family; the genl payloads of its replies
         (none for a plain ack).  KernelRefused("...", what) when refused."""
-        return [r[4:] for r in await self._call(self.family_id, cmd, payload, what)]
+        return [r[GENL_HEADER.size:] for r in await self._call(self.family_id, cmd, payload, what)]
 
     async def _call(self, family_id: int, cmd: int, payload: bytes, what: str) -> list[bytes]:
         self._seq = self._seq % 0x7FFFFFFF + 1
         seq = self._seq
-        body = struct.pack("=BBH", cmd, 0, 0) + payload  # genl version 0, as libnl and OpenVPN send
+        body = GENL_HEADER.pack(cmd, 0, 0) + payload  # genl version 0, as libnl and OpenVPN send
         message = HEADER.pack(HEADER.size + len(body), family_id, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
         future = self._loop.create_future()
         self._pending[seq] = (future, [])
@@ -125,31 +123,25 @@ class GenlSocket:
             self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
-        offset = 0
-        while offset + HEADER.size <= len(data):
-            length, kind, flags, seq, _pid = HEADER.unpack_from(data, offset)
-            if length < HEADER.size:
-                return
-            body = data[offset + HEADER.size:offset + length]
-            offset += (length + 3) & ~3
+        for kind, flags, seq, begin, end in messages(data):
             pending = self._pending.get(seq) if seq else None
             if pending is None:
-                if seq == 0 and kind == self.family_id and self.on_notification and len(body) >= 4:
-                    self._notify(body[0], body[4:])
+                if seq == 0 and kind == self.family_id and self.on_notification and end - begin >= GENL_HEADER.size:
+                    self._notify(data[begin], data[begin + GENL_HEADER.size:end])
                 continue
             future, replies = pending
             if kind == NLMSG_ERROR:
-                code = -struct.unpack_from("=i", body)[0]
+                code = error_code(data, begin)
                 if not future.done():
                     if code:
-                        future.set_exception(_Refused(code, _extack(body, flags)))
+                        future.set_exception(_Refused(code, extack(data, begin, end, flags)))
                     else:
                         future.set_result(replies)
             elif kind == NLMSG_DONE:
                 if not future.done():
                     future.set_result(replies)
             else:
-                replies.append(body)
+                replies.append(data[begin:end])
 
     def _notify(self, cmd: int, payload: bytes) -> None:
         try:
@@ -165,11 +157,3 @@ class GenlSocket:
             if not future.done():
                 future.set_exception(_Refused(errnos.ECANCELED, "socket closed before the answer"))
 
-
-def _extack(body: bytes, flags: int) -> str:
-    """The kernel's explanation, when it gave one (NETLINK_EXT_ACK)."""
-    if not flags & NLM_F_ACK_TLVS:
-        return ""
-    # error code, then the request's header only (NETLINK_CAP_ACK), then TLVs
-    tlvs = as_dict(body[4 + HEADER.size:])
-    return tlvs.get(NLMSGERR_ATTR_MSG, b"").rstrip(b"\0").decode(errors="replace")

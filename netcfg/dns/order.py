@@ -10,8 +10,9 @@ devices are still up).
 Failures: `enable` is all-or-nothing.  If the backend refuses, the settings
 go back to their previous state, the backend is asked to give back what it
 may have half-applied, and the error is raised for Establish to roll back.
-`disable`/`remove` always complete (they are on the teardown path, which
-must not stop half-way); a backend failure there is logged as an error.
+`withdraw`/`disable`/`remove` always complete (they are on the teardown
+path, which must not stop half-way): a backend failure there is logged as
+an error, and `remove` returns it for the teardown's report.
 """
 
 from __future__ import annotations
@@ -92,16 +93,20 @@ class DnsManager:
 
     async def withdraw(self, settings: ResolverSettings) -> list[Change]:
         """Stop applying one device's settings, keeping its lists (Establish rollback)."""
+        return (await self._revert(settings))[0]
+
+    async def _revert(self, settings: ResolverSettings) -> tuple[list[Change], list[Exception]]:
         async with self._lock:
             if not settings.enabled:
-                return []
+                return [], []
             changes = self._changes(settings, added=False)
             settings.enabled = False
             try:
                 await self.backend.revert(settings, self.active())
             except Exception as e:
                 log.error("DNS: reverting the settings of '%s' failed: %s", settings.device or f"#{settings.index}", e)
-            return changes
+                return changes, [e]
+            return changes, []
 
     async def disable(self, settings: ResolverSettings) -> list[Change]:
         """Disable: revert, report REMOVED, and clear the lists (spec 4.4)."""
@@ -109,12 +114,16 @@ class DnsManager:
         settings.clear()
         return changes
 
-    async def remove(self, settings: ResolverSettings) -> list[Change]:
-        """Destroy: as disable, and forget the device (REMOVED exactly once)."""
-        changes = await self.disable(settings)
-        if settings in self.live:
-            self.live.remove(settings)
-        return changes
+    async def remove(self, settings: ResolverSettings) -> tuple[list[Change], list[Exception]]:
+        """Destroy: as disable, and forget the device (REMOVED exactly once).
+        The changes, and what the backend failed to give back."""
+        try:
+            changes, errors = await self._revert(settings)
+        finally:
+            settings.clear()
+            if settings in self.live:
+                self.live.remove(settings)
+        return changes, errors
 
     def _changes(self, settings: ResolverSettings, added: bool) -> list[Change]:
         if not self.configured:

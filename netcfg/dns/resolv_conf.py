@@ -24,6 +24,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from ..atomic_file import write_atomically
 from ..errors import BackendUnavailable
 from .inotify import DirectoryWatch
 from .resolv_conf_backup import MovedAside, read_text
@@ -120,29 +121,8 @@ class ResolvConfBackend:
 
     def _write(self, text: str) -> None:
         record = self.aside.record
-        tmp = self.path.with_name(f".{self.path.name}.netcfg-tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as e:  # name the file the admin knows, not our temporary
-            raise OSError(e.errno, e.strerror, str(self.path)) from e
-        try:
-            os.fchmod(fd, record.mode)
-            try:
-                os.fchown(fd, record.uid, record.gid)
-            except PermissionError:  # not root: keep our own ownership
-                pass
-            os.write(fd, text.encode("utf-8", "surrogateescape"))
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        try:
-            os.rename(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, text.encode("utf-8", "surrogateescape"), mode=record.mode,
+                         owner=(record.uid, record.gid))
         self._written = text
         log.debug("wrote %s:\n%s", self.path, text)
 

@@ -25,6 +25,7 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..atomic_file import fsync_directory, write_atomically
 from .resolv_conf_format import is_ours
 
 log = logging.getLogger(__name__)
@@ -41,18 +42,6 @@ class Record:
     mode: int = 0o644  # for the file we write: the original's permissions
     uid: int = 0
     gid: int = 0
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable.  A directory that is gone has nothing to sync."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_text(path: Path) -> str | None:
@@ -108,14 +97,7 @@ class MovedAside:
 
     def _save(self, record: Record) -> None:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.record_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(asdict(record), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.record_path)
-        _fsync_dir(self.state_dir)
+        write_atomically(self.record_path, json.dumps(asdict(record)).encode())
 
     def _load(self) -> Record | None:
         try:
@@ -158,7 +140,7 @@ class MovedAside:
             except OSError:
                 self._drop()  # nothing moved: the record must not claim otherwise
                 raise
-            _fsync_dir(self.path.parent)
+            fsync_directory(self.path.parent)
         self.record = record
         log.info("moved %s (%s) aside to %s; recorded in %s", self.path, record.kind, record.backup, self.record_path)
         return record
@@ -171,10 +153,10 @@ class MovedAside:
         if record.kind == "absent":
             if generated_file(self.path):
                 self.path.unlink()
-                _fsync_dir(self.path.parent)
+                fsync_directory(self.path.parent)
         else:
             os.rename(record.backup, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_directory(self.path.parent)
         self._drop()
         log.info("restored %s", self.path)
 
@@ -186,7 +168,7 @@ class MovedAside:
         new = Record(record.file, record.backup, kind, mode, uid, gid)
         self._save(new)
         os.rename(self.path, new.backup)  # replaces the older original
-        _fsync_dir(self.path.parent)
+        fsync_directory(self.path.parent)
         self.record = new
 
     def original_text(self) -> str:
@@ -213,7 +195,7 @@ class MovedAside:
         elif os.path.lexists(backup):
             if not os.path.lexists(path) or generated_file(path):
                 os.rename(backup, path)
-                _fsync_dir(path.parent)
+                fsync_directory(path.parent)
                 log.warning("restored %s from %s, left by a run that did not finish", path, backup)
             else:
                 log.warning("%s was replaced by another program after an unfinished run; "

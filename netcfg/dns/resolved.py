@@ -25,11 +25,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..atomic_file import write_atomically
 from ..errors import BackendUnavailable
 from .backend import BusCaller, BusCallError
 from .settings import ResolverSettings, server_family_bytes
@@ -244,12 +244,7 @@ class ResolvedBackend:
             self.record_path.unlink(missing_ok=True)
             return
         self.record_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.record_path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(links, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.record_path)
+        write_atomically(self.record_path, json.dumps(links).encode())
 
     def _load_record(self) -> list[Link]:
         try:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from ..errors import KernelRefused
 from .ip import check_prefix, parse_ip
-from .netlink import GONE, refused
+from .kinds import Kind, register
+from .netlink import refused
+from .nlmsg import GONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +85,36 @@ async def remove(nl, objs: list[AddressOnLink]) -> list[tuple[AddressOnLink, Ker
         except KernelRefused as e:
             failed.append((obj, e))
     return failed
+
+
+class AddressKind(Kind[AddressOnLink]):
+    name, type = "address", AddressOnLink
+    fields = ("ifindex", "address", "prefix", "gateway", "ipv6")  # the TunnelAddress flattened
+
+    def values(self, objs: list[AddressOnLink]) -> list[tuple]:
+        return [(o.ifindex, o.address.address, o.address.prefix, o.address.gateway, o.address.ipv6) for o in objs]
+
+    def build(self, values: tuple) -> AddressOnLink:
+        ifindex, *address = values
+        return AddressOnLink(ifindex, TunnelAddress(*address))
+
+    def from_fields(self, fields: dict) -> AddressOnLink:
+        if isinstance(fields.get("address"), dict):  # a journal of before the flat columns
+            return AddressOnLink(fields["ifindex"], TunnelAddress(**fields["address"]))
+        return self.build(tuple(fields[f] for f in self.fields))
+
+    async def create(self, nl, objs: list[AddressOnLink]) -> list[tuple[AddressOnLink, Exception]]:
+        return await add(nl, objs)
+
+    async def remove(self, nl, objs: list[AddressOnLink]) -> list[tuple[AddressOnLink, KernelRefused]]:
+        return await remove(nl, objs)
+
+    def observed_key(self, obj: AddressOnLink) -> tuple:
+        a = obj.address
+        return ("address", obj.ifindex, a.address, a.prefix, a.ipv6)
+
+    def link_of(self, obj: AddressOnLink) -> int:
+        return obj.ifindex
+
+
+ADDRESSES = register(AddressKind())

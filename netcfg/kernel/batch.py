@@ -27,19 +27,15 @@ import asyncio
 import errno
 import logging
 import socket
-import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from .nlmsg import GONE, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NLMSG_ERROR, SOL_NETLINK, error_code, extack, messages
 from .route import Route
 
 log = logging.getLogger(__name__)
 
-SOL_NETLINK = 270
-NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
-NLMSG_ERROR, NLM_F_CAPPED, NLM_F_ACK_TLVS = 2, 0x100, 0x200
-NLMSGERR_ATTR_MSG, NLA_TYPE_MASK = 1, 0x3FFF
 
 # 256 routes are ~20 KiB and ~2 ms of kernel time per send(); 2048 acks in
 # flight keep the kernel busy while we read, in ~4 MiB of receive buffer.
@@ -50,11 +46,6 @@ MAX_REQUEST = 96  # bytes; the largest route request (IPv6, every attribute) is 
 # truesize, 832 bytes per capped ack (extack or not) on 6.18; 2048 is ample.
 ACK_COST = 2048
 SEND_RETRIES = 100
-GONE = frozenset({errno.ESRCH, errno.ENOENT})  # "already gone": what a delete wants
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_ERRNO = struct.Struct("=i")
-_ATTR = struct.Struct("=HH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +238,8 @@ class RouteBatcher:
                     call.failure = exc
                 break
             if call is not None:
-                for seq, err, extack in _parse_acks(self._buf, size):
-                    call.ack(seq, err, extack)
+                for seq, err, text in _parse_acks(self._buf, size):
+                    call.ack(seq, err, text)
         if call is not None:
             if overrun:
                 # Requests are processed inside send(), so with the queue now
@@ -270,30 +261,7 @@ def _set_buffer(sock: socket.socket, option: int, force_option: int) -> int:
 
 def _parse_acks(buf: bytearray, size: int) -> Iterator[tuple[int, int, str]]:
     """Yield (seq, errno, extack text) for each NLMSG_ERROR in one datagram."""
-    offset = 0
-    while offset + _NLMSGHDR.size <= size:
-        length, kind, flags, seq, _port = _NLMSGHDR.unpack_from(buf, offset)
-        if length < _NLMSGHDR.size or offset + length > size:
-            break
+    for kind, flags, seq, begin, end in messages(buf, size):
         if kind == NLMSG_ERROR:
-            err = -_ERRNO.unpack_from(buf, offset + 16)[0]
-            yield seq, err, _extack(buf, offset, length, flags) if err else ""
-        offset += (length + 3) & ~3
-
-
-def _extack(buf: bytearray, offset: int, length: int, flags: int) -> str:
-    """The NLMSGERR_ATTR_MSG text of the ack at `offset`, or ""."""
-    if not flags & NLM_F_ACK_TLVS:
-        return ""
-    # nlmsgerr = error + the request's header, plus its payload unless capped.
-    request_length = _NLMSGHDR.unpack_from(buf, offset + 20)[0]
-    pos = offset + 20 + (16 if flags & NLM_F_CAPPED else (request_length + 3) & ~3)
-    end = offset + length
-    while pos + _ATTR.size <= end:
-        attr_length, attr_type = _ATTR.unpack_from(buf, pos)
-        if attr_length < _ATTR.size:
-            break
-        if attr_type & NLA_TYPE_MASK == NLMSGERR_ATTR_MSG:
-            return bytes(buf[pos + 4 : pos + attr_length]).rstrip(b"\0").decode(errors="replace")
-        pos += (attr_length + 3) & ~3
-    return ""
+            err = error_code(buf, begin)
+            yield seq, err, extack(buf, begin, end, flags) if err else ""

@@ -32,6 +32,7 @@ import logging
 from typing import Awaitable, Callable
 
 from .route import RT_TABLE_MAIN, RTPROT_NETCFG
+from ..rerun import RerunJob
 from .watch import KernelWatch, LinkNotice, Notice, Resync, RouteNotice
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,9 @@ class UplinkFollower:
     def __init__(self, watch: KernelWatch, tunnels: Callable[[], set[int]],
                  recompute: Callable[[], Awaitable[None]], delay: float = DELAY) -> None:
         self.tunnels, self.recompute, self.delay = tunnels, recompute, delay
-        self._task: asyncio.Task | None = None
+        self._job = RerunJob(self._run)
         self._dirty = False  # a relevant notice other than a link's
         self._links: set[int] = set()  # links that changed; ours or not is decided when the timer fires
-        self._stopped = False
         watch.subscribe(self.notice)
 
     def relevant(self, notice: Notice) -> bool:
@@ -59,14 +59,13 @@ class UplinkFollower:
 
     def notice(self, notice: Notice) -> None:
         # After stop (shutdown), teardown's own link removals must not start a new round.
-        if self._stopped or not self.relevant(notice):
+        if self._job.stopped or not self.relevant(notice):
             return
         if isinstance(notice, LinkNotice):
             self._links.add(notice.ifindex)
         else:
             self._dirty = True
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
+        self._job.kick()
 
     async def _run(self) -> None:
         while self._dirty or self._links:
@@ -83,15 +82,7 @@ class UplinkFollower:
 
     async def settle(self) -> None:
         """Wait until no recompute is pending (for shutdown and tests)."""
-        while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
+        await self._job.settle()
 
     async def stop(self) -> None:
-        self._stopped = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        self._task = None
+        await self._job.stop()

@@ -14,25 +14,20 @@ from __future__ import annotations
 import logging
 from errno import EEXIST
 from itertools import groupby
-from typing import Union
+from typing import Any
 
-from ..errors import KernelRefused
-from . import address, link, rule
-from .address import AddressOnLink
-from .link import TunLink
+from . import kinds
 from .netlink import Netlink
-from .route import Route
-from .rule import Rule
 
 log = logging.getLogger(__name__)
 
-KernelObject = Union[TunLink, AddressOnLink, Route, Rule]
+KernelObject = Any  # a value of a registered kind (kernel/kinds.py)
 UNDELETED = ".undeleted"  # journal key suffix: deletes the kernel refused, retried at the next start
 
 
 class Ledger:
     def __init__(self, key: str, nl: Netlink, journal) -> None:
-        self.key = key
+        self.key = key  # unique, never reused (Journal.new_key)
         self.nl = nl
         self.journal = journal
         self.entries: list[KernelObject] = []
@@ -44,34 +39,85 @@ class Ledger:
     def objects(self, kind: type, since: int = 0) -> list:
         return [e for e in self.entries[since:] if isinstance(e, kind)]
 
-    def record(self, objs: list[KernelObject]) -> None:
+    def hold(self, objs: list[KernelObject]) -> None:
+        """List objects that exist already without journaling them now: they
+        are journaled with the next write.  For a tun just opened, which
+        vanishes with our fd if we crash before that write."""
+        self.entries.extend(objs)
+
+    async def record(self, objs: list[KernelObject]) -> None:
         """Journal objects that exist already (a link we just created)."""
         self.entries.extend(objs)
-        self.journal.write(self.key, self.entries)
+        await self.journal.write(self.key, self.entries)
 
     async def apply(self, objs: list[KernelObject]) -> None:
         """Journal, then create; on the first refusal raise KernelRefused.
 
-        Objects the kernel refused are dropped from the ledger; those of the
-        same batch that were created stay, for the caller's rollback.
+        A key the kernel says is taken (EEXIST) is tried again with the
+        kind's alternatives (a route at the next metric), each journaled
+        before it is sent.  Objects the kernel refused for good, and those
+        after them that were not tried, are dropped from the ledger (an
+        undo must not delete what we never made: another owner may hold
+        its key); those of the same call that were created stay, for the
+        caller's rollback.
         """
         if not objs:
             return
-        self.record(objs)
-        for kind, group in groupby(objs, type):
+        await self.record(objs)
+        done = 0
+        for kind, group in groupby(objs, kinds.of):
             group = list(group)
-            failed = await _create(self.nl, kind, group)
-            if failed:
-                refused = {id(obj) for obj, _ in failed}
-                self.entries = [e for e in self.entries if id(e) not in refused]
-                self._save()
-                raise failed[0][1]
+            refused = await self._create(kind, group)
+            done += len(group)
+            if refused:
+                gone = {id(obj) for obj, _ in refused} | {id(obj) for obj in objs[done:]}
+                self.entries = [e for e in self.entries if id(e) not in gone]
+                await self._save()
+                raise refused[0][1]
 
-    def forget(self, objs: list[KernelObject]) -> None:
+    async def _create(self, kind: kinds.Kind, group: list) -> list[tuple[KernelObject, Exception]]:
+        """Create `group`, falling back to alternatives on EEXIST; what stays refused."""
+        failed = await _guarded(kind.create, self.nl, group)
+        wanted = {id(obj): obj for obj in group}  # what each attempt stands for
+        tried = list(group)  # keeps every attempt alive: `wanted` is keyed by id
+        refused: list[tuple[KernelObject, Exception]] = []
+        attempt, shared = 1, 0
+        while failed:
+            retries = []
+            for obj, error in failed:
+                alternative = None
+                if getattr(error, "errno", None) == EEXIST:
+                    alternative = kind.alternative(wanted[id(obj)], attempt)
+                if alternative is None:
+                    refused.append((obj, error))
+                else:
+                    wanted[id(alternative)] = wanted[id(obj)]
+                    tried.append(alternative)
+                    retries.append((obj, alternative))
+            if not retries:
+                break
+            swap = {id(old): new for old, new in retries}
+            self.entries = [swap.get(id(e), e) for e in self.entries]
+            await self._save()  # write-ahead: the alternatives are journaled before they are sent
+            failed = await _guarded(kind.create, self.nl, list(swap.values()))
+            shared = max(shared, len(retries) - len(failed))
+            attempt += 1
+        if shared:
+            log.info("%s: %d %ss share their key with existing ones (another owner's): added behind them, "
+                     "the first as %s", self.key, shared, kind.name,
+                     next(e for e in self.entries if id(e) in wanted and wanted[id(e)] is not e))
+        return refused
+
+    async def learn(self, old: KernelObject, new: KernelObject) -> None:
+        """The kernel told us more of an object's identity (a link's ifindex): journal it."""
+        self.entries = [new if e is old else e for e in self.entries]
+        await self._save()
+
+    async def forget(self, objs: list[KernelObject]) -> None:
         """Someone else removed these from the kernel: drop them, no kernel call."""
         gone = {id(o) for o in objs}
         self.entries = [e for e in self.entries if id(e) not in gone]
-        self._save()
+        await self._save()
 
     async def replace(self, pairs: list[tuple[KernelObject, KernelObject]]) -> list[Exception]:
         """Swap recorded objects for new ones in place (the uplink moved).
@@ -85,23 +131,23 @@ class Ledger:
         """
         if not pairs:
             return []
-        self.journal.write(self.key, self.entries + [new for _, new in pairs])
+        await self.journal.write(self.key, self.entries + [new for _, new in pairs])
         errors: list[Exception] = []
         swapped = {}
-        for kind, group in groupby(pairs, lambda p: type(p[0])):
+        for kind, group in groupby(pairs, lambda p: kinds.of(p[0])):
             group = list(group)
-            failed = await _remove(self.nl, kind, [old for old, _ in group])
+            failed = await _guarded(kind.remove, self.nl, [old for old, _ in group])
             kept = {id(obj) for obj, _ in failed}
             errors += [e for _, e in failed]
             swapped.update((id(old), new) for old, new in group if id(old) not in kept)
         self.entries = [swapped.get(id(e), e) for e in self.entries]
         added = list(swapped.values())
-        for kind, group in groupby(added, type):
-            failed = await _create(self.nl, kind, list(group))
+        for kind, group in groupby(added, kinds.of):
+            failed = await _guarded(kind.create, self.nl, list(group))
             refused = {id(obj) for obj, _ in failed}
             self.entries = [e for e in self.entries if id(e) not in refused]
             errors += [e for _, e in failed]
-        self._save()
+        await self._save()
         return errors
 
     async def ensure(self, objs: list[KernelObject]) -> list[Exception]:
@@ -111,8 +157,8 @@ class Ledger:
         a delete of something absent counts as done.
         """
         errors: list[Exception] = []
-        for kind, group in groupby(objs, type):
-            failed = await _create(self.nl, kind, list(group))
+        for kind, group in groupby(objs, kinds.of):
+            failed = await _guarded(kind.create, self.nl, list(group))
             errors += [e for _, e in failed if getattr(e, "errno", None) != EEXIST]
         return errors
 
@@ -122,54 +168,43 @@ class Ledger:
         What the kernel refused to delete leaves the ledger (the owner is
         done with it) but not the journal: it is kept under `key` +
         UNDELETED, which the next start undoes again (registry.recover), so
-        a refused delete is retried rather than forgotten.
+        a refused delete is retried rather than forgotten.  Never raises
+        but for cancellation: a kind that fails outright counts as having
+        refused its whole group.
         """
         errors: list[Exception] = []
         undeleted: list[KernelObject] = []
         tail = self.entries[since:]
-        for kind, group in groupby(reversed(tail), type):
-            for obj, e in await _remove(self.nl, kind, list(group)):
+        for kind, group in groupby(reversed(tail), kinds.of):
+            for obj, e in await _guarded(kind.remove, self.nl, list(group)):
                 log.warning("teardown of %s: %s", self.key, e)
                 errors.append(e)
                 undeleted.insert(0, obj)  # creation order, as journaled
         del self.entries[since:]
-        self._save()
-        if undeleted:
-            self.undeleted = undeleted + self.undeleted
-            key = self.key if self.key.endswith(UNDELETED) else self.key + UNDELETED
-            self.journal.write(key, self.undeleted)
+        try:
+            await self._save()
+            if undeleted:
+                self.undeleted = undeleted + self.undeleted
+                key = self.key if self.key.endswith(UNDELETED) else self.key + UNDELETED
+                await self.journal.write(key, self.undeleted)
+        except OSError as e:  # the journal's disk: the kernel part is done all the same
+            log.error("teardown of %s: journal: %s", self.key, e)
+            errors.append(e)
         return errors
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
         # An empty ledger has no journal file: nothing to recover.
         if self.entries:
-            self.journal.write(self.key, self.entries)
+            await self.journal.write(self.key, self.entries)
         else:
-            self.journal.remove(self.key)
+            await self.journal.remove(self.key)
 
 
-async def _create(nl: Netlink, kind: type, objs: list) -> list[tuple[object, KernelRefused]]:
-    if kind is Route:
-        failures = await nl.routes.add(objs)
-        return [(f.route, KernelRefused("add", f.route, f.errno, f.extack)) for f in failures]
-    if kind is AddressOnLink:
-        return await address.add(nl, objs)
-    if kind is Rule:
-        return await rule.add(nl, objs)
-    if kind is TunLink:
-        return await link.create(nl, objs)  # DCO links (a tun is opened by kernel/tun.py before it is recorded)
-    raise TypeError(f"no create for {kind}")
-
-
-async def _remove(nl: Netlink, kind: type, objs: list) -> list[tuple[object, KernelRefused]]:
-    """Delete all of `objs` that can be deleted; "already gone" is done."""
-    if kind is Route:
-        failures = await nl.routes.delete(objs)
-        return [(f.route, KernelRefused("delete", f.route, f.errno, f.extack)) for f in failures]
-    if kind is AddressOnLink:
-        return await address.remove(nl, objs)
-    if kind is Rule:
-        return await rule.remove(nl, objs)
-    if kind is TunLink:
-        return await link.remove(nl, objs)
-    raise TypeError(f"no remove for {kind}")
+async def _guarded(method, nl, objs: list) -> list[tuple[KernelObject, Exception]]:
+    """A kind's create/remove; if it fails outright (the netlink socket is
+    gone), every object of the call counts as refused with that error."""
+    try:
+        return await method(nl, objs)
+    except Exception as e:
+        log.error("%s of %d objects failed: %s", method.__name__, len(objs), e)
+        return [(obj, e) for obj in objs]

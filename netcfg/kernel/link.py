@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelRefused
-from .netlink import GONE, Netlink, refused
+from .kinds import Kind, register
+from .netlink import Netlink, refused
+from .nlmsg import GONE
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +41,16 @@ class TunLink:
         return f"link {self.ifname} (#{self.ifindex})" if self.ifindex else f"link {self.ifname}"
 
 
-async def lookup(nl: Netlink, ifname: str) -> int:
-    async with refused("lookup", ifname):
-        found = await nl.ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise KernelRefused("lookup", f"link {ifname}", errno.ENODEV)
-    return found[0]
+async def lookup(nl: Netlink, ifname: str, kind: str | None = None) -> int:
+    """The ifindex of link `ifname` (ENODEV if there is none, or if it is not of `kind`)."""
+    try:
+        found = await nl.ipr.link("get", ifname=ifname)
+    except NetlinkError as e:
+        raise KernelRefused("lookup", f"link {ifname}", errno.ENODEV if e.code in GONE else e.code) from None
+    msg = found[0]
+    if kind is not None and (msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) or "") != kind:
+        raise KernelRefused("lookup", f"{kind} link {ifname}", errno.ENODEV, "a link of another kind has the name")
+    return msg["index"]
 
 
 async def create(nl: Netlink, links: list[TunLink]) -> list[tuple[TunLink, KernelRefused]]:
@@ -114,3 +120,22 @@ async def _still_ours(nl: Netlink, link: TunLink) -> int | None:
         log.warning("not deleting %s (%s): it is now %s (%s)", link, link.link_kind, msg.get("ifname"), kind or "?")
         return None
     return msg["index"]
+
+
+class LinkKind(Kind[TunLink]):
+    name, type = "link", TunLink
+
+    async def create(self, nl, objs: list[TunLink]) -> list[tuple[TunLink, KernelRefused]]:
+        return await create(nl, objs)
+
+    async def remove(self, nl, objs: list[TunLink]) -> list[tuple[TunLink, KernelRefused]]:
+        return await remove(nl, objs)
+
+    def observed_key(self, link: TunLink) -> tuple:
+        return ("link", link.ifindex)
+
+    def link_of(self, link: TunLink) -> int:
+        return link.ifindex
+
+
+LINKS = register(LinkKind())

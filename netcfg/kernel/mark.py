@@ -31,13 +31,13 @@ from .uplink import UplinkView, retarget
 
 log = logging.getLogger(__name__)
 
-LEDGER_KEY = "somark"
+LEDGER_LABEL = "somark"
 
 
 class MarkRouting:
     def __init__(self, nl: Netlink, journal, mark: int, table: int, priority: int) -> None:
         self.nl, self.mark, self.table, self.priority = nl, mark, table, priority
-        self.ledger = Ledger(LEDGER_KEY, nl, journal)
+        self.ledger = Ledger(journal.new_key(LEDGER_LABEL), nl, journal)
         self.holders: set[str] = set()
         self.lock = asyncio.Lock()
 

@@ -7,7 +7,6 @@ routes/s (notes 2.3).  Errors become KernelRefused with errno and extack.
 
 from __future__ import annotations
 
-import errno as errnos
 from contextlib import asynccontextmanager
 
 from pyroute2 import AsyncIPRoute
@@ -15,9 +14,6 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelRefused
 from .batch import RouteBatcher
-
-# "already gone": a teardown that meets these has nothing left to do.
-GONE = frozenset({errnos.ENOENT, errnos.ESRCH, errnos.ENODEV, errnos.EADDRNOTAVAIL})
 
 
 class Netlink:

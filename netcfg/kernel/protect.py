@@ -8,9 +8,12 @@ routes on the tun do not apply to it), `none`.  `--set-somark` additionally
 marks the socket and keeps the mark's rule and table in place
 (kernel/mark.py).
 
-Each caller has one `Protection`: its last request and, for host-route, a
-ledger holding the host route.  The caller's next call replaces it; the
-registry releases it with the caller (the original leaks it, spec 6).  The
+Each caller (unique bus name) has one `Protection`: its last request and,
+for host-route, a ledger holding the host route.  The caller's next call
+replaces it; the registry releases it with the caller (the original leaks
+it, spec 6).  A request runs with the protection's lock held (the
+registry takes it), and a release takes it too, after which the
+protection is never used again.  The
 uplink follower (kernel/follow.py) moves the host route when the uplink
 gateway changes.
 """
@@ -18,13 +21,13 @@ gateway changes.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import socket
 import stat
 from dataclasses import dataclass, field
 
+from .. import inject
 from ..errors import InvalidArgument, KernelRefused
 from .ledger import Ledger
 from .mark import MarkRouting
@@ -34,7 +37,10 @@ from .uplink import Hop, UplinkView, retarget
 
 log = logging.getLogger(__name__)
 
-HOST_ROUTE_METRICS = range(1, 65)  # one per caller protecting the same remote
+# Host routes always carry an explicit metric: a delete without one would
+# match another caller's route to the same remote.  Callers protecting one
+# server each get their own, the second at the next metric (kernel/route.py).
+HOST_ROUTE_METRIC = 1
 
 
 @dataclass(eq=False)
@@ -46,21 +52,25 @@ class Protection:
     remote: str | None = None  # set while a host route is wanted
     ipv6: bool = False
     device_path: str | None = None  # the device named in the call, for route events
-    metric: int = HOST_ROUTE_METRICS[0]  # of its host route (see _add_host_route)
+    metric: int = HOST_ROUTE_METRIC  # of its host route: higher when another caller's has it (kernel/route.py)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    released: bool = False  # its caller is done with it: never used again
 
     async def follow(self, view: UplinkView) -> list[tuple[Route, Route]]:
         """The uplink moved: move the host route with it (or add it, now that there is a way)."""
         async with self.lock:
-            hop = view.toward(self.remote) if self.remote else None
+            hop = view.toward(self.remote) if self.remote and not self.released else None
             if hop is None:
                 return []
             desired = host_route(self.remote, self.ipv6, hop, self.metric)
             return await retarget(self.ledger, self.ledger.objects(Route), [desired])
 
     async def release(self) -> list[Exception]:
+        """Remove what it holds; waits for a request in progress (the lock)."""
         async with self.lock:
+            self.released = True
             self.remote = None
+            await inject.point("protection.release")
             return await self.ledger.undo()
 
 
@@ -122,42 +132,29 @@ async def protect(
 
 
 async def _host_route(prot: Protection, remote: str, ipv6: bool, hop: Hop | None) -> bool:
-    """Replace the caller's previous host route with one to `remote`."""
-    async with prot.lock:
-        prot.remote, prot.ipv6 = remote, ipv6
-        old = prot.ledger.objects(Route)
-        if hop is None:
-            await prot.ledger.undo()  # the previous remote's route is not wanted any more
-            return False
-        if old and old[0].dst == remote:
-            # Same remote again: swap in place, no moment without a route.
-            route = host_route(remote, ipv6, hop, old[0].metric)
-            errors = await (prot.ledger.ensure(old) if old[0] == route else prot.ledger.replace([(old[0], route)]))
-            if errors:
-                raise errors[0]
-        else:
-            await prot.ledger.undo()
-            route = await _add_host_route(prot, remote, ipv6, hop)
-        log.info("protected %s with %s", remote, route)
-        return True
-
-
-async def _add_host_route(prot: Protection, remote: str, ipv6: bool, hop: Hop) -> Route:
-    # Two callers may protect the same server (two sessions to one server):
-    # each gets its own route, told apart by the metric, so each is removed
-    # with its own caller and never takes the other's away.  Explicit
-    # metrics also keep deletes exact (a delete without one matches any).
-    for metric in HOST_ROUTE_METRICS:
-        route = host_route(remote, ipv6, hop, metric)
-        try:
-            await prot.ledger.apply([route])
-        except KernelRefused as e:
-            if e.errno != errno.EEXIST:
-                raise
-            continue
-        prot.metric = metric
-        return route
-    raise KernelRefused("add", route, errno.EEXIST, f"{len(HOST_ROUTE_METRICS)} host routes to {remote} exist already")
+    """Replace the caller's previous host route with one to `remote` (the caller holds prot.lock)."""
+    prot.remote, prot.ipv6 = remote, ipv6
+    old = prot.ledger.objects(Route)
+    if hop is None:
+        await prot.ledger.undo()  # the previous remote's route is not wanted any more
+        return False
+    if old and old[0].dst == remote:
+        # Same remote again: swap in place, no moment without a route.
+        route = host_route(remote, ipv6, hop, old[0].metric)
+        errors = await (prot.ledger.ensure(old) if old[0] == route else prot.ledger.replace([(old[0], route)]))
+        if errors:
+            raise errors[0]
+    else:
+        await prot.ledger.undo()
+        await inject.point("protect.route")
+        # Two callers may protect the same server (two sessions to one
+        # server): the second route goes in at the next metric, so each is
+        # removed with its own caller and never takes the other's away.
+        await prot.ledger.apply([host_route(remote, ipv6, hop, HOST_ROUTE_METRIC)])
+        route = prot.ledger.objects(Route)[0]
+        prot.metric = route.metric
+    log.info("protected %s with %s", remote, route)
+    return True
 
 
 def _unprotected(remote: str, ipv6: bool) -> bool:

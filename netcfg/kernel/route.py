@@ -8,23 +8,30 @@ its delete as rtnetlink messages (sent in batches by kernel/batch.py).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, KernelRefused
 from .ip import check_prefix, family_name, parse_ip, printable
+from .kinds import Kind, register
+from .nlmsg import ATTR, HEADER, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, U32_ATTR
 
 # Every route netcfg installs carries this protocol number, so the kernel
 # itself tells ours from everyone else's (`ip route show proto 111`).
 RTPROT_NETCFG = 111
 RT_TABLE_MAIN = 254
 METRIC_MAX = 2**32 - 1
+IPV6_DEFAULT_METRIC = 1024  # what the kernel gives an IPv6 route sent without one (IPv4: 0)
+# Routes of several owners to one destination (two tunnels pushing the same
+# network, two excludes of it, two callers protecting one server): each
+# after the first goes in at the next free metric, up to this many in all.
+SHARED_METRICS = 64
 
 # rtnetlink wire constants (linux/netlink.h, linux/rtnetlink.h).
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
 RTN_UNICAST = 1
 RT_TABLE_UNSPEC = 0
@@ -36,10 +43,7 @@ _REQUEST = {
     "add": (RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL),
     "del": (RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK),
 }
-_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, port id
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
-_U32_ATTR = struct.Struct("=HHI")  # an 8-byte attribute carrying one u32
-_ATTR_HDR = struct.Struct("=HH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +112,7 @@ class Route:
         """
         msg_type, flags = _REQUEST[op]
         body = self._rtmsg(op) + self._attributes()
-        return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body
+        return HEADER.pack(HEADER.size + len(body), msg_type, flags, seq, 0) + body
 
     def _rtmsg(self, op: str) -> bytes:
         # Tables above 255 only fit RTA_TABLE (which wins anyway); rtm_table
@@ -133,19 +137,63 @@ class Route:
         parts = []
         if self.prefix:
             parts.append(_address_attr(RTA_DST, self.family, self.dst))
-        parts.append(_U32_ATTR.pack(8, RTA_OIF, self.oif))
+        parts.append(U32_ATTR.pack(8, RTA_OIF, self.oif))
         if self.gateway:
             parts.append(_address_attr(RTA_GATEWAY, self.family, self.gateway))
         if self.metric is not None:
-            parts.append(_U32_ATTR.pack(8, RTA_PRIORITY, self.metric))
-        parts.append(_U32_ATTR.pack(8, RTA_TABLE, self.table))
+            parts.append(U32_ATTR.pack(8, RTA_PRIORITY, self.metric))
+        parts.append(U32_ATTR.pack(8, RTA_TABLE, self.table))
         return b"".join(parts)
 
 
 def _address_attr(kind: int, family: int, text: str) -> bytes:
     raw = socket.inet_pton(family, text)
-    return _ATTR_HDR.pack(4 + len(raw), kind) + raw
+    return ATTR.pack(4 + len(raw), kind) + raw
 
 
 def describe_family(family: int) -> str:
     return family_name(family == socket.AF_INET6)
+
+
+def effective_metric(route: Route) -> int:
+    """The metric the kernel gives the route (its default when we send none)."""
+    if route.metric is not None:
+        return route.metric
+    return IPV6_DEFAULT_METRIC if route.family == socket.AF_INET6 else 0
+
+
+class RouteKind(Kind[Route]):
+    """Routes go in and out in batches (kernel/batch.py, `nl.routes`).
+
+    A destination someone holds already (same table, prefix and metric)
+    is answered EEXIST; `alternative` then offers the next metric, so the
+    route goes in behind the one that was there first: that one keeps the
+    traffic, and when it goes, the kernel falls back to ours at once (see
+    docs/architecture.md, "Two devices, one destination").
+    """
+
+    name, type = "route", Route
+
+    async def create(self, nl, objs: list[Route]) -> list[tuple[Route, KernelRefused]]:
+        failures = await nl.routes.add(objs)
+        return [(f.route, KernelRefused("add", f.route, f.errno, f.extack)) for f in failures]
+
+    async def remove(self, nl, objs: list[Route]) -> list[tuple[Route, KernelRefused]]:
+        failures = await nl.routes.delete(objs)
+        return [(f.route, KernelRefused("delete", f.route, f.errno, f.extack)) for f in failures]
+
+    def alternative(self, wanted: Route, attempt: int) -> Route | None:
+        metric = effective_metric(wanted) + attempt
+        if attempt >= SHARED_METRICS or metric > METRIC_MAX:
+            return None
+        return dataclasses.replace(wanted, metric=metric)
+
+    def observed_key(self, route: Route) -> tuple:
+        return ("route", route.family == socket.AF_INET6, route.dst, route.prefix, route.oif, route.table,
+                effective_metric(route))
+
+    def link_of(self, route: Route) -> int:
+        return route.oif
+
+
+ROUTES = register(RouteKind())

@@ -1,4 +1,4 @@
-"""rtnetlink messages, parsed with struct into kernel/watch.py's value types.
+"""rtnetlink messages, parsed with struct into kernel/notices.py's value types.
 
 An Establish of 10,000 routes is followed by 10,000 RTM_NEWROUTE
 notifications (and a Destroy by as many RTM_DELROUTE).  pyroute2 spends
@@ -6,7 +6,8 @@ notifications (and a Destroy by as many RTM_DELROUTE).  pyroute2 spends
 those routes produce; these parsers read only the fields the notices carry
 (~5 us).  Dumps (`dump`) come back as the same messages: kernel/watch.py's
 resync and kernel/uplink.py's reading of the main table use them too.
-Layouts: linux/netlink.h, linux/rtnetlink.h, linux/if_addr.h, linux/fib_rules.h.
+Layouts: linux/rtnetlink.h, linux/if_addr.h, linux/fib_rules.h; the
+netlink framing itself is kernel/nlmsg.py's.
 """
 
 from __future__ import annotations
@@ -15,50 +16,31 @@ import asyncio
 import os
 import socket
 import struct
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator
 
-from . import watch  # the value types; used at call time (watch imports us)
+from .nlmsg import (
+    ATTR, HEADER, NETLINK_GET_STRICT_CHK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, SOL_NETLINK,
+    U32_ATTR, align, attributes, error_code, messages,
+)
+from .notices import AddressNotice, LinkNotice, Notice, RouteNotice, RuleNotice
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 16, 17, 18, 20, 21, 22
 RTM_GETROUTE = 26
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWRULE, RTM_DELRULE = 24, 25, 32, 33
-NLMSG_ERROR, NLMSG_DONE = 2, 3
 IFF_UP = 0x1
 
-_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_RTATTR = struct.Struct("=HH")
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
 _U32 = struct.Struct("=I")
-_I32 = struct.Struct("=i")
-_U32_ATTR = struct.Struct("=HHI")  # an attribute carrying one u32
 
-SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 RTN_UNICAST = 1
 
 IFLA_IFNAME = 3
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
 FRA_PRIORITY, FRA_FWMARK, FRA_TABLE = 6, 10, 15
-
-
-def _align(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def attributes(data: bytes, start: int, end: int) -> dict[int, bytes]:
-    """type -> payload of the attributes in data[start:end] (last one wins)."""
-    out = {}
-    while start + 4 <= end:
-        length, kind = _RTATTR.unpack_from(data, start)
-        if length < 4:
-            break
-        out[kind & 0x3FFF] = data[start + 4:start + length]  # without NLA_F_NESTED / NET_BYTEORDER
-        start += _align(length)
-    return out
 
 
 def _ip(family: int, raw: bytes | None) -> str | None:
@@ -75,7 +57,7 @@ def dump_request(msg_type: int, seq: int) -> bytes:
     The replies are RTM_NEW* messages, parsed like notifications.
     """
     body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) if msg_type == RTM_GETLINK else bytes([socket.AF_UNSPEC]) + bytes(3)
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+    return HEADER.pack(HEADER.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
 def route_dump_request(seq: int, family: int, table: int, route_type: int = RTN_UNICAST) -> bytes:
@@ -86,8 +68,8 @@ def route_dump_request(seq: int, family: int, table: int, route_type: int = RTN_
     kernel sends every table and type, so readers check both themselves.
     """
     body = (_RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, route_type, 0)
-            + _U32_ATTR.pack(8, RTA_TABLE, table))
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+            + U32_ATTR.pack(8, RTA_TABLE, table))
+    return HEADER.pack(HEADER.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
 def dump_socket(strict: bool = True) -> socket.socket:
@@ -116,7 +98,7 @@ class DumpRefused(OSError):
 
 
 async def dump(sock: socket.socket, request: bytes) -> AsyncIterator[tuple[int, bytes, int, int]]:
-    """Send a dump request on `sock` and yield its messages as `messages` does, until the end.
+    """Send a dump request on `sock` and yield (type, datagram, payload start, payload end) of its messages.
 
     The kernel's refusal (NLMSG_ERROR, or an error in NLMSG_DONE) raises
     DumpRefused; the socket is then ready for the next request.  Otherwise
@@ -127,27 +109,16 @@ async def dump(sock: socket.socket, request: bytes) -> AsyncIterator[tuple[int, 
     await loop.sock_sendall(sock, request)
     while True:
         data = await loop.sock_recv(sock, 1 << 20)
-        for kind, buf, begin, end in messages(data):
+        for kind, _flags, _seq, begin, end in messages(data):
             if kind in (NLMSG_DONE, NLMSG_ERROR):
-                code = -_I32.unpack_from(buf, begin)[0] if end - begin >= 4 else 0
+                code = error_code(data, begin) if end - begin >= 4 else 0
                 if code > 0:
                     raise DumpRefused(code, os.strerror(code))
                 return
-            yield kind, buf, begin, end
+            yield kind, data, begin, end
 
 
-def messages(data: bytes) -> Iterator[tuple[int, bytes, int, int]]:
-    """(type, datagram, payload start, payload end) for each message of a datagram."""
-    offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size:
-            return
-        yield kind, data, offset + _NLMSGHDR.size, offset + length
-        offset += _align(length)
-
-
-def parse(kind: int, data: bytes, start: int, end: int) -> "watch.Notice | None":
+def parse(kind: int, data: bytes, start: int, end: int) -> Notice | None:
     if kind in (RTM_NEWROUTE, RTM_DELROUTE):
         return _route(kind == RTM_NEWROUTE, data, start, end)
     if kind in (RTM_NEWADDR, RTM_DELADDR):
@@ -159,20 +130,20 @@ def parse(kind: int, data: bytes, start: int, end: int) -> "watch.Notice | None"
     return None
 
 
-def _link(added: bool, data: bytes, start: int, end: int) -> "watch.LinkNotice":
+def _link(added: bool, data: bytes, start: int, end: int) -> LinkNotice:
     _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, start)
     attrs = attributes(data, start + _IFINFOMSG.size, end)
     name = attrs.get(IFLA_IFNAME, b"").split(b"\0", 1)[0].decode(errors="replace")
-    return watch.LinkNotice(added, index, name, bool(flags & IFF_UP))
+    return LinkNotice(added, index, name, bool(flags & IFF_UP))
 
 
-def _address(added: bool, data: bytes, start: int, end: int) -> "watch.AddressNotice":
+def _address(added: bool, data: bytes, start: int, end: int) -> AddressNotice:
     family, prefix, _flags, _scope, index = _IFADDRMSG.unpack_from(data, start)
     attrs = attributes(data, start + _IFADDRMSG.size, end)
     # IPv4: IFA_LOCAL is the address itself (IFA_ADDRESS is the peer on a
     # point-to-point link); IPv6 only sends IFA_ADDRESS.
     raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
-    return watch.AddressNotice(added, index, _ip(family, raw) or "", prefix, family == socket.AF_INET6)
+    return AddressNotice(added, index, _ip(family, raw) or "", prefix, family == socket.AF_INET6)
 
 
 def route_family(data: bytes, start: int) -> int:
@@ -194,16 +165,16 @@ def route_oif(data: bytes, start: int, end: int) -> int | None:
     """RTA_OIF of a route message (None for a multipath route), found without decoding the rest."""
     offset = start + _RTMSG.size
     while offset + 4 <= end:
-        length, kind = _RTATTR.unpack_from(data, offset)
+        length, kind = ATTR.unpack_from(data, offset)
         if length < 4:
             break
         if kind == RTA_OIF:
             return _U32.unpack_from(data, offset + 4)[0]
-        offset += _align(length)
+        offset += align(length)
     return None
 
 
-def _route(added: bool, data: bytes, start: int, end: int) -> "watch.RouteNotice":
+def _route(added: bool, data: bytes, start: int, end: int) -> RouteNotice:
     family, dst_len, _src, _tos, table, proto, _scope, _type, _flags = _RTMSG.unpack_from(data, start)
     attrs = attributes(data, start + _RTMSG.size, end)
     ipv6 = family == socket.AF_INET6
@@ -213,12 +184,12 @@ def _route(added: bool, data: bytes, start: int, end: int) -> "watch.RouteNotice
         hops = attrs[RTA_MULTIPATH]
         length, _f, _h, oif = _RTNEXTHOP.unpack_from(hops, 0)
         gateway = _ip(family, attributes(hops, _RTNEXTHOP.size, length).get(RTA_GATEWAY))
-    return watch.RouteNotice(added, ipv6, dst, dst_len, oif, gateway, _u32(attrs.get(RTA_PRIORITY)),
+    return RouteNotice(added, ipv6, dst, dst_len, oif, gateway, _u32(attrs.get(RTA_PRIORITY)),
                        _u32(attrs.get(RTA_TABLE)) or table, proto)
 
 
-def _rule(added: bool, data: bytes, start: int, end: int) -> "watch.RuleNotice":
+def _rule(added: bool, data: bytes, start: int, end: int) -> RuleNotice:
     family, _dst, _src, _tos, table, _r1, _r2, _action, _flags = _RTMSG.unpack_from(data, start)
     attrs = attributes(data, start + _RTMSG.size, end)
-    return watch.RuleNotice(added, family == socket.AF_INET6, _u32(attrs.get(FRA_PRIORITY)), _u32(attrs.get(FRA_FWMARK)),
+    return RuleNotice(added, family == socket.AF_INET6, _u32(attrs.get(FRA_PRIORITY)), _u32(attrs.get(FRA_FWMARK)),
                       _u32(attrs.get(FRA_TABLE)) or table)

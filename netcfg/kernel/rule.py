@@ -13,7 +13,9 @@ import socket
 from dataclasses import dataclass
 
 from ..errors import KernelRefused
-from .netlink import GONE, Netlink, refused
+from .kinds import Kind, register
+from .netlink import Netlink, refused
+from .nlmsg import GONE
 from .route import RTPROT_NETCFG, describe_family
 
 FULL_MASK = 0xFFFFFFFF
@@ -72,3 +74,16 @@ async def remove(nl: Netlink, objs: list[Rule]) -> list[tuple[Rule, KernelRefuse
         except KernelRefused as e:
             failed.append((rule, e))
     return failed
+
+
+class RuleKind(Kind[Rule]):
+    name, type = "rule", Rule
+
+    async def create(self, nl, objs: list[Rule]) -> list[tuple[Rule, Exception]]:
+        return await add(nl, objs)
+
+    async def remove(self, nl, objs: list[Rule]) -> list[tuple[Rule, KernelRefused]]:
+        return await remove(nl, objs)
+
+
+RULES = register(RuleKind())

@@ -14,15 +14,19 @@ import asyncio
 import errno
 import logging
 import socket
-from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable
 
 from pyroute2.netlink.rtnl import (
     RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE,
     RTMGRP_IPV6_RULE, RTMGRP_LINK,
 )
 
+from . import rtnl
+from .nlmsg import messages
+from .notices import AddressNotice, LinkNotice, Notice, Resync, RouteNotice, RuleNotice
 from .route import RTPROT_NETCFG
+
+__all__ = ["AddressNotice", "KernelWatch", "LinkNotice", "Notice", "Resync", "RouteNotice", "RuleNotice"]
 
 log = logging.getLogger(__name__)
 
@@ -32,51 +36,6 @@ GROUPS = (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_RO
           | RTMGRP_IPV4_RULE | RTMGRP_IPV6_RULE)
 
 
-@dataclass(frozen=True, slots=True)
-class LinkNotice:
-    added: bool  # False: the link is gone
-    ifindex: int
-    ifname: str
-    up: bool = True  # IFF_UP (administratively up)
-
-
-@dataclass(frozen=True, slots=True)
-class AddressNotice:
-    added: bool
-    ifindex: int
-    address: str
-    prefix: int
-    ipv6: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RouteNotice:
-    added: bool
-    ipv6: bool
-    dst: str
-    prefix: int
-    oif: int | None
-    gateway: str | None
-    metric: int | None
-    table: int
-    proto: int
-
-
-@dataclass(frozen=True, slots=True)
-class RuleNotice:
-    added: bool
-    ipv6: bool
-    priority: int | None
-    fwmark: int | None
-    table: int
-
-
-@dataclass(frozen=True, slots=True)
-class Resync:
-    """Notifications were lost: re-read the kernel."""
-
-
-Notice = Union[LinkNotice, AddressNotice, RouteNotice, RuleNotice, Resync]
 
 
 class KernelWatch:
@@ -159,12 +118,12 @@ class KernelWatch:
                 log.warning("rtnetlink notifications overflowed: resynchronising")
                 self._tell(Resync())
                 continue
-            for kind, buf, begin, end in rtnl.messages(data):
-                if kind == rtnl.RTM_NEWROUTE and rtnl.route_protocol(buf, begin) == RTPROT_NETCFG:
+            for kind, _flags, _seq, begin, end in messages(data):
+                if kind == rtnl.RTM_NEWROUTE and rtnl.route_protocol(data, begin) == RTPROT_NETCFG:
                     # Our own adds (an Establish sends thousands): no listener
                     # wants them, so they are not even decoded.
                     continue
-                notice = rtnl.parse(kind, buf, begin, end)
+                notice = rtnl.parse(kind, data, begin, end)
                 if notice is not None:
                     self._tell(notice)
 
@@ -174,6 +133,3 @@ class KernelWatch:
                 listener(notice)
             except Exception:
                 log.exception("kernel watch listener failed on %s", notice)
-
-
-from . import rtnl  # noqa: E402  (rtnl builds the value types above)

@@ -24,13 +24,11 @@ from support.client import arun_client
 from support.lifecycle import dev_step, mgr_step, wait_until
 from support.netns import CLIENT_V4, ROUTER_V4
 from support.protection import CallFailed, Netcfg
+from support.dbuscalls import ACCESS_DENIED, NETCFG_ERROR, UNKNOWN_OBJECT
 
-from dcolib import PEER_ID, FarEnd, key_config, sockaddr_b64, udp_socket_in
+from dcolib import PEER_ID, FarEnd, in_netns, key_config, sockaddr_b64, udp_socket_in
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.netns(uplink=True)]
-NETCFG_ERROR = "net.openvpn.v3.netcfg.error"
-ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
-UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 IFNAME = "dcotest0"
 
 
@@ -198,6 +196,47 @@ async def test_bad_calls_are_refused_and_change_nothing(service, netns, root_bus
     assert link_kind(netns, IFNAME) == dco_family.link_kind
     await nc.call(path, "Destroy")
     assert netns.link(IFNAME) is None
+
+
+def journaled_links(svc) -> list:
+    """The links the service's journal lists now (read only: the service is running)."""
+    import json
+
+    from netcfg.kernel.link import TunLink
+    from netcfg.state import decode_all
+
+    found = []
+    for path in svc.state_dir.glob("ledger-*.json"):
+        found += [o for o in decode_all(json.loads(path.read_text())["objects"]) if isinstance(o, TunLink)]
+    return found
+
+
+async def test_a_dco_link_is_deleted_only_by_its_index_name_and_kind(service, netns, root_bus, dco_family):
+    """The DCO link is journaled with the kernel's ifindex as soon as it is
+    known (it used to stay at 0, deleted by name and kind alone).  An admin
+    deletes it and makes another link of the same name and kind: Destroy
+    leaves that one alone."""
+    from pyroute2 import IPRoute
+
+    from netcfg.kernel.link import TunLink
+
+    nc = Netcfg(root_bus)
+    path, _ = await dco_device(nc)
+    index = netns.link(IFNAME)["ifindex"]
+    assert journaled_links(service) == [TunLink(index, IFNAME, dco_family.link_kind)]
+
+    netns.ip("link", "del", IFNAME)
+
+    def admins_link() -> None:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=IFNAME, kind=dco_family.link_kind)
+
+    in_netns(netns.name, admins_link)
+    other = netns.link(IFNAME)["ifindex"]
+    assert other != index
+    await nc.call(path, "Destroy")
+    assert netns.link(IFNAME)["ifindex"] == other, "the admin's link was deleted"
+    netns.ip("link", "del", IFNAME)
 
 
 async def test_only_the_owner_drives_the_data_channel(service, netns, root_bus, users):

@@ -99,7 +99,8 @@ class Runner:
         return {"changes": _changes(await self.manager.disable(self.devices[cmd["id"]]))}
 
     async def op_remove(self, cmd):
-        return {"changes": _changes(await self.manager.remove(self.devices.pop(cmd["id"])))}
+        changes, _errors = await self.manager.remove(self.devices.pop(cmd["id"]))
+        return {"changes": _changes(changes)}
 
     async def op_aggregate(self, cmd):
         return {"servers": self.manager.aggregate("servers"), "domains": self.manager.aggregate("domains")}

@@ -20,6 +20,8 @@ import time
 
 import pytest
 
+from support.dbuscalls import NETCFG_ERROR
+
 TUN_ANSWER = "198.51.100.9"
 SYSTEM_ANSWER = "198.51.100.1"
 
@@ -92,7 +94,7 @@ def test_establish_fails_while_resolved_is_away_and_works_once_it_is_back(resolv
     client = env.vpn_client(["10.8.0.1"], ["vpn.example"])
     try:
         assert client.result["ok"] is False
-        assert client.result["error"] == "net.openvpn.v3.netcfg.error"
+        assert client.result["error"] == NETCFG_ERROR
         assert "DNS (systemd-resolved): SetLinkDNS on tun" in client.result["text"]
         assert not [name for name in links(env) if name.startswith("tun")]  # rolled back
     finally:

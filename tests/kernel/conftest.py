@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import pytest_asyncio
 
 CLONE_NEWNET = 0x40000000
 TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
@@ -118,6 +119,59 @@ def kernel_tun(kernel_netns: KernelNetns) -> Iterator[KernelTun]:
     finally:
         os.close(fd)
 
+
+@pytest_asyncio.fixture
+async def nl(kernel_netns):
+    """The service's netlink handles (pyroute2 + the route batcher), opened in `kernel_netns`."""
+    from pyroute2 import AsyncIPRoute
+
+    from netcfg.kernel.batch import RouteBatcher
+    from netcfg.kernel.netlink import Netlink
+
+    nl = Netlink()
+    nl.ipr = AsyncIPRoute(netns=kernel_netns.name)  # pyroute2 opens its socket there
+    nl.routes = RouteBatcher()
+    with kernel_netns.inside():
+        nl.routes.open()
+    try:
+        yield nl
+    finally:
+        await nl.close()
+
+
+class Events:
+    """Stand-in for the bus's event sink (no bus in kernel tests): records what the core reports."""
+
+    def __init__(self) -> None:
+        self.changes: list = []
+
+    def wants(self, type_) -> bool:
+        return True
+
+    def emit(self, path, change) -> None:
+        self.changes.append(change)
+
+
+@pytest_asyncio.fixture
+async def context(kernel_netns, nl, tmp_path):
+    """A real Context in `kernel_netns`: netlink, a started kernel watch, a
+    journal in tmp_path/state, no DNS backend, a recording event sink."""
+    from netcfg.config import Options
+    from netcfg.context import Context
+    from netcfg.dns.order import DnsManager
+    from netcfg.kernel.watch import KernelWatch
+    from netcfg.state import Journal
+
+    watch = KernelWatch()
+    with kernel_netns.inside():
+        watch.open()
+    await watch.start()
+    journal = Journal(tmp_path / "state")
+    try:
+        yield Context(Options(state_dir=str(tmp_path / "state")), nl, journal, DnsManager(), Events(), watch)
+    finally:
+        await watch.stop()
+        journal.close()
 
 # -- leak protection (test_leak_*.py) -------------------------------------
 class LeakTable:

@@ -11,7 +11,7 @@ import struct
 import pytest
 import pytest_asyncio
 
-from netcfg.kernel import batch
+from netcfg.kernel import batch, nlmsg
 from netcfg.kernel.batch import RouteBatcher, RouteFailure
 from netcfg.kernel.route import RTPROT_NETCFG, Route
 
@@ -195,9 +195,9 @@ def test_extack_of_an_uncapped_ack():
     """Without NETLINK_CAP_ACK the ack echoes the whole request before the TLVs."""
     request = Route(V4, "10.0.0.0", 8, 3).encode("add", 42)
     text = b"Nexthop has invalid gateway\0"
-    tlv = struct.pack("=HH", 4 + len(text), batch.NLMSGERR_ATTR_MSG) + text
+    tlv = struct.pack("=HH", 4 + len(text), nlmsg.NLMSGERR_ATTR_MSG) + text
     body = struct.pack("=i", -errno.ENETUNREACH) + request + tlv
-    ack = struct.pack("=IHHII", 16 + len(body), batch.NLMSG_ERROR, batch.NLM_F_ACK_TLVS, 42, 0) + body
+    ack = struct.pack("=IHHII", 16 + len(body), nlmsg.NLMSG_ERROR, nlmsg.NLM_F_ACK_TLVS, 42, 0) + body
     assert list(batch._parse_acks(bytearray(ack), len(ack))) == [
         (42, errno.ENETUNREACH, "Nexthop has invalid gateway")
     ]

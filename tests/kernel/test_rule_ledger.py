@@ -6,32 +6,15 @@ import errno
 import socket
 
 import pytest
-import pytest_asyncio
-from pyroute2 import AsyncIPRoute
 
 from netcfg.errors import KernelRefused
-from netcfg.kernel.batch import RouteBatcher
 from netcfg.kernel.ledger import Ledger
-from netcfg.kernel.netlink import Netlink
 from netcfg.kernel.route import Route
 from netcfg.kernel.rule import family_rules
 from netcfg.state import Journal
 
 pytestmark = pytest.mark.asyncio
 MARK, TABLE = 0x4F56, 70000
-
-
-@pytest_asyncio.fixture
-async def nl(kernel_netns):
-    nl = Netlink()
-    nl.ipr = AsyncIPRoute(netns=kernel_netns.name)  # pyroute2 opens its socket there
-    nl.routes = RouteBatcher()
-    with kernel_netns.inside():
-        nl.routes.open()
-    try:
-        yield nl
-    finally:
-        await nl.close()
 
 
 def journal_of(tmp_path, key: str):

@@ -28,7 +28,13 @@ async def test_notices_and_dump(kernel_netns, kernel_tun):
         dumped = await watch.dump()
         await ip("route", "del", "192.0.2.0/24")
         await ip("link", "set", kernel_tun.name, "down")
-        await asyncio.sleep(0.2)
+        # The last change's notice is the barrier: the kernel sends them in
+        # order, so once it is here every earlier one was handled.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 10
+        while LinkNotice(True, i, kernel_tun.name, up=False) not in seen:
+            assert loop.time() < end, f"the link-down notice did not come: {seen}"
+            await asyncio.sleep(0.01)
     finally:
         await watch.stop()
     # Our own adds (protocol 111) are not delivered: no listener wants them;

@@ -94,6 +94,38 @@ async def test_client_killed_after_establish(service, netns, root_bus, users):
     assert log_problems(service, allow=(DISAPPEARED,)) == []
 
 
+MANY_TUNS = 48
+
+
+async def test_client_with_many_tuns_killed_is_not_taken_for_an_admin(service, netns, root_bus, users):
+    """The kernel deletes a killed client's tuns one after another while the
+    process exits, each deletion waiting for RCU grace periods: the process
+    becomes a zombie (its pidfd readable) long after the first tun's
+    RTM_DELLINK.  That tun went with its client all the same: the order
+    the kernel guarantees (PF_EXITING before the files close, process.py)
+    says so, however long the exit takes, so no device is reported as
+    removed by someone else (the old 0.5 s wait for the pidfd did, under
+    load: issue 15)."""
+    nc = Netcfg(root_bus)
+    steps = []
+    for i in range(MANY_TUNS):
+        dev = {"ref": [len(steps), 0]}
+        steps += [mgr_step("CreateVirtualInterface", "s", [f"many{i}"]), set_step(dev, "layer", "u", 3),
+                  dev_step(dev, "AddIPAddress", "susb", [f"10.{100 + i}.0.2", 24, f"10.{100 + i}.0.1", False]),
+                  dev_step(dev, "Establish")]
+    client = await arun_client(service.bus_address, steps, user=users.openvpn.name, hold=True)
+    try:
+        assert_ok(client.results)
+        assert len(tun_links(netns)) == MANY_TUNS
+    finally:
+        assert await client.kill() == -9
+    await wait_until(lambda: no_devices(nc), what="the devices to be destroyed")
+    assert kernel_clean(netns)
+    assert "removed by someone else" not in service.log_text()
+    assert service.log_text().count(DISAPPEARED) == MANY_TUNS
+    assert log_problems(service, allow=(DISAPPEARED,)) == []
+
+
 @pytest.mark.netns(uplink=True)
 async def test_cleanup_from_the_creators_pid(service, netns, root_bus, users):
     """Cleanup() removes every device of the calling PID, established or

@@ -13,9 +13,9 @@ import pytest
 
 from support import NETCFG_MANAGER_PATH
 from support.protection import CallFailed, Netcfg
+from support.dbuscalls import NETCFG_ERROR
 
 pytestmark = pytest.mark.asyncio
-NETCFG_ERROR = "net.openvpn.v3.netcfg.error"
 
 
 async def test_dco_available_is_false_without_dco_support(root_bus, service):

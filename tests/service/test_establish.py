@@ -163,19 +163,57 @@ async def test_exclude_routes_without_uplink_fail_and_roll_back(service, netns, 
         os.close(fd)
 
 
+REFUSALS = {
+    # a gateway off the tunnel's subnet: the kernel refuses the tunnel's routes half-way
+    "ipv4": ((["10.8.0.2", 24, "10.9.0.1", False], ADDR6), "192.168.100.0/24", "Network is unreachable"),
+    "ipv6": ((ADDR4, ["fd00:8::2", 64, "fd00:9::1", True]), "fd00:100::/48", "No route to host"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(REFUSALS))
+async def test_establish_rolls_back_on_kernel_refusal(service, netns, root_bus, family):
+    """A route the kernel refuses half-way (its gateway is not on the
+    tunnel's subnet): the error names it and the kernel's reason, nothing
+    of ours is left, and Establish works once the address is right."""
+    addresses, dst, reason = REFUSALS[family]
+    nc = Netcfg(root_bus)
+    path = await nc.create(f"refused_{family}")
+    await nc.configure(path, addresses=addresses, reroute_ipv4=True, reroute_ipv6=True)
+    err = await nc.error(path, "Establish")
+    assert err.name == NETCFG_ERROR
+    assert dst in err.text and reason in err.text, err.text
+    assert_clean(netns)
+    assert log_problems(service) == [], "the rollback met errors"
+    assert await nc.get(path, "device_name") == f"refused_{family}"
+    await nc.destroy(path)
+
+    path = await nc.create(f"fixed_{family}")
+    await nc.configure(path, reroute_ipv4=True, reroute_ipv6=True)
+    fd = await nc.establish(path)
+    try:
+        ifname = tun_name(fd)
+        assert route_set(netns) >= expected_routes(ifname)
+        await nc.destroy(path)
+        assert_clean(netns)
+    finally:
+        os.close(fd)
+
+
 CONFLICTS = {
-    # admin's route with the kernel key of one of ours -> EEXIST (NLM_F_EXCL)
-    "ipv4": (["-4", "route", "add", "172.16.0.0/12", "dev", "lo", "metric", "50"], "172.16.0.0/12"),
-    "ipv6": (["-6", "route", "add", "fd00:100::/48", "dev", "lo", "metric", str(V6_DEFAULT_METRIC)], "fd00:100::/48"),
+    # an admin's route with the kernel key of one of ours: EEXIST (NLM_F_EXCL) at first
+    "ipv4": (["-4", "route", "add", "172.16.0.0/12", "dev", "lo", "metric", "50"], "172.16.0.0/12", 50),
+    "ipv6": (["-6", "route", "add", "fd00:100::/48", "dev", "lo", "metric", str(V6_DEFAULT_METRIC)],
+             "fd00:100::/48", V6_DEFAULT_METRIC),
 }
 
 
 @pytest.mark.parametrize("family", sorted(CONFLICTS))
-async def test_establish_rolls_back_on_kernel_refusal(service, netns, root_bus, family):
-    """A route the kernel refuses half-way (EEXIST: the admin has one with the
-    same key): the error names it, nothing of ours is left, the admin's route
-    is untouched, and Establish works once the conflict is gone."""
-    add, dst = CONFLICTS[family]
+async def test_route_taken_by_the_admin_goes_in_behind_it(service, netns, root_bus, family):
+    """The admin has a route with the key of one of ours (same destination
+    and metric): Establish succeeds, ours goes in at the next metric, the
+    admin's keeps the traffic and is untouched, and Destroy removes only
+    ours (the first owner of a destination wins: docs/architecture.md)."""
+    add, dst, metric = CONFLICTS[family]
     netns.ip(*add)
     fam = 4 if family == "ipv4" else 6
     admin = [r for r in netns.routes(fam, "main") if r["dst"] == dst]
@@ -183,24 +221,19 @@ async def test_establish_rolls_back_on_kernel_refusal(service, netns, root_bus, 
     nc = Netcfg(root_bus)
     path = await nc.create(f"conflict_{family}")
     await nc.configure(path, reroute_ipv4=True, reroute_ipv6=True)
-    err = await nc.error(path, "Establish")
-    assert err.name == NETCFG_ERROR
-    assert dst in err.text and "File exists" in err.text, err.text
-    assert_clean(netns)
-    assert [r for r in netns.routes(fam, "main") if r["dst"] == dst] == admin
-    assert log_problems(service) == [], "the rollback met errors"
-    assert await nc.get(path, "device_name") == f"conflict_{family}"
-
-    netns.ip(add[0], "route", "del", *add[3:])
     fd = await nc.establish(path)
     try:
         ifname = tun_name(fd)
-        assert await nc.get(path, "device_name") == ifname
-        assert route_set(netns) >= expected_routes(ifname)
+        ours = {(d, gw, dev, m + 1 if d == dst else m) for d, gw, dev, m in expected_routes(ifname)}
+        assert route_set(netns) >= ours
+        assert [r for r in netns.routes(fam, "main") if r["dst"] == dst and r.get("dev") == "lo"] == admin
+        assert "share their key with existing ones" in service.log_text()
         await nc.destroy(path)
         assert_clean(netns)
+        assert [r for r in netns.routes(fam, "main") if r["dst"] == dst] == admin
     finally:
         os.close(fd)
+    netns.ip(add[0], "route", "del", *add[3:])
 
 
 async def test_disable_then_establish_again(service, netns, root_bus):

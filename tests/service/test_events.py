@@ -19,11 +19,10 @@ from dbus_fast import Variant
 
 from support import NETCFG_MANAGER_PATH
 from support.client import arun_client
-from support.device import call, create_device, establish
+from support.lifecycle import tun_name
 from support.subscriber import Subscriber
+from support.dbuscalls import ACCESS_DENIED, NETCFG_ERROR, Netcfg
 
-NETCFG_ERROR = "net.openvpn.v3.netcfg.error"
-ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 DEVICE_ADDED, DEVICE_REMOVED, IPADDR_ADDED, IPADDR_REMOVED = 1, 2, 4, 8
 ROUTE_ADDED, ROUTE_REMOVED, ROUTE_EXCLUDED = 16, 32, 64
 
@@ -106,7 +105,7 @@ async def glib_sees_broadcasts(proc: asyncio.subprocess.Process, root_bus, path:
     a property until gdbus shows one makes sure its match is in effect.
     """
     for mtu in range(1300, 1400):
-        await call(root_bus, path, "Set", "ssv", ["net.openvpn.v3.netcfg", "mtu", Variant("q", mtu)],
+        await Netcfg(root_bus).call(path, "Set", "ssv", ["net.openvpn.v3.netcfg", "mtu", Variant("q", mtu)],
                    "org.freedesktop.DBus.Properties")
         try:
             while b"PropertiesChanged" not in await asyncio.wait_for(proc.stdout.readline(), 0.1):
@@ -168,12 +167,12 @@ async def test_subscriber_list_and_leaving_the_bus(service, bus, users, root_bus
     denied = await Subscriber.start(bus.address, users.unprivileged.name, mask=2047)
     assert a.subscribed and b.subscribed
     assert not denied.subscribed and denied.error == ACCESS_DENIED
-    listing = (await call(root_bus, NETCFG_MANAGER_PATH, "NotificationSubscriberList")).body[0]
+    listing = (await Netcfg(root_bus).call(NETCFG_MANAGER_PATH, "NotificationSubscriberList")).body[0]
     assert sorted(map(list, listing)) == sorted([[a.name, 21], [b.name, 2047]])
     assert (await a.call("NotificationUnsubscribe", "s", [""]))["ok"]
     await b.kill()  # leaves the bus without a word: its subscription ends too
     for _ in range(100):
-        listing = (await call(root_bus, NETCFG_MANAGER_PATH, "NotificationSubscriberList")).body[0]
+        listing = (await Netcfg(root_bus).call(NETCFG_MANAGER_PATH, "NotificationSubscriberList")).body[0]
         if not listing:
             break
         await asyncio.sleep(0.05)
@@ -188,20 +187,22 @@ async def test_events_filters_order_unicast(service, bus, users, root_bus, netns
     monitor = await BusMonitor().start(bus.address)
     glib_bystander = await gdbus_monitor(bus.address, users.unprivileged)
     # Nobody subscribed: nothing may be sent at all.
-    quiet = await create_device(root_bus, "quiet", ADDRESSES, NETWORKS)
+    quiet = await Netcfg(root_bus).configured("quiet", ADDRESSES, NETWORKS)
     await glib_sees_broadcasts(glib_bystander, root_bus, quiet)
-    fd, _ = await establish(root_bus, quiet)
-    await call(root_bus, quiet, "Destroy")
+    fd = await Netcfg(root_bus).establish(quiet)
+    await Netcfg(root_bus).call(quiet, "Destroy")
     os.close(fd)
 
     everything = await Subscriber.start(bus.address, users.openvpn.name, mask=2047)
     routes_only = await Subscriber.start(bus.address, None, mask=ROUTE_ADDED)
     bystander = await Subscriber.start(bus.address, users.unprivileged.name, mask=None)
-    path = await create_device(root_bus, "events", ADDRESSES, NETWORKS, reroute_ipv4=True)
-    fd, ifname = await establish(root_bus, path)
-    await call(root_bus, path, "Disable")
-    fd2, ifname2 = await establish(root_bus, path)
-    await call(root_bus, path, "Destroy")
+    path = await Netcfg(root_bus).configured("events", ADDRESSES, NETWORKS, reroute_ipv4=True)
+    fd = await Netcfg(root_bus).establish(path)
+    ifname = tun_name(fd)
+    await Netcfg(root_bus).call(path, "Disable")
+    fd2 = await Netcfg(root_bus).establish(path)
+    ifname2 = tun_name(fd2)
+    await Netcfg(root_bus).call(path, "Destroy")
     os.close(fd)
     os.close(fd2)
 
@@ -233,9 +234,9 @@ async def test_events_filters_order_unicast(service, bus, users, root_bus, netns
 async def test_unsubscribed_gets_nothing(service, bus, users, root_bus):
     sub = await Subscriber.start(bus.address, users.openvpn.name, mask=2047)
     assert (await sub.call("NotificationUnsubscribe", "s", ["ignored for non-root"]))["ok"]
-    path = await create_device(root_bus, "unsub", ADDRESSES[:1], NETWORKS[:1])
-    fd, _ = await establish(root_bus, path)
-    await call(root_bus, path, "Destroy")
+    path = await Netcfg(root_bus).configured("unsub", ADDRESSES[:1], NETWORKS[:1])
+    fd = await Netcfg(root_bus).establish(path)
+    await Netcfg(root_bus).call(path, "Destroy")
     os.close(fd)
     await sub.settle()
     assert sub.changes() == []

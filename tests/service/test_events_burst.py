@@ -18,7 +18,8 @@ import pytest
 from dbus_fast import Message, MessageType
 
 from support import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
-from support.device import call, create_device, establish
+from support.dbuscalls import Netcfg
+from support.lifecycle import tun_name
 from support.subscriber import Subscriber
 
 ROUTES = 10_000
@@ -53,10 +54,11 @@ async def test_burst_reaches_every_subscriber(service, bus, users, root_bus, net
     stalled = await Subscriber.start(bus.address, None, mask=2047, quiet=True)
     stalled.proc.send_signal(signal.SIGSTOP)  # never reads: the daemon buffers for it, not us
 
-    path = await create_device(root_bus, "burst", [("10.8.0.2", 16, "10.8.0.1", False)], networks())
+    path = await Netcfg(root_bus).configured("burst", [("10.8.0.2", 16, "10.8.0.1", False)], networks())
     stop = asyncio.Event()
     prober = asyncio.ensure_future(keep_calling(root_bus, stop))
-    fd, ifname = await establish(root_bus, path)
+    fd = await Netcfg(root_bus).establish(path)
+    ifname = tun_name(fd)
     done = await asyncio.gather(*(s.wait_done(60) for s in subs))
     stop.set()
     assert await prober > 0
@@ -68,7 +70,7 @@ async def test_burst_reaches_every_subscriber(service, bus, users, root_bus, net
         final = await s.close()
         assert final["final"] == expect  # nothing lost, nothing twice
         assert final["changes"] == want  # in order
-    await call(root_bus, path, "Destroy")
+    await Netcfg(root_bus).call(path, "Destroy")
     os.close(fd)
     assert service.alive()
     stalled.proc.send_signal(signal.SIGCONT)

@@ -11,7 +11,8 @@ import os
 import pytest
 
 from support.client import arun_client
-from support.device import call, create_device, establish
+from support.dbuscalls import Netcfg
+from support.lifecycle import tun_name
 from support.lifecycle import NETWORKS as LIFECYCLE_NETWORKS
 from support.lifecycle import assert_ok, configure_steps, dev_step, mgr_step
 from support.subscriber import Subscriber
@@ -48,8 +49,9 @@ def link_gone_externally(tun: str) -> list[list]:
 
 async def setup(bus, root_bus, users, name: str):
     sub = await Subscriber.start(bus.address, users.openvpn.name, mask=2047)
-    path = await create_device(root_bus, name, ADDRESSES, NETWORKS)
-    fd, ifname = await establish(root_bus, path)
+    path = await Netcfg(root_bus).configured(name, ADDRESSES, NETWORKS)
+    fd = await Netcfg(root_bus).establish(path)
+    ifname = tun_name(fd)
     await sub.wait_changes(6)  # device, 2 addresses, 2 routes, 1 exclude
     return sub, path, fd, ifname
 
@@ -68,7 +70,7 @@ async def test_route_and_address_deleted_by_admin(service, bus, users, root_bus,
     netns.ip("route", "del", "198.51.100.0/24")  # an exclude route, via the uplink
     assert await new_changes(sub, 8, 1) == [[ROUTE_REMOVED, tun, route("198.51.100.0", 24, **EXT)]]
 
-    await call(root_bus, path, "Destroy")  # the rest only, once, ours
+    await Netcfg(root_bus).call(path, "Destroy")  # the rest only, once, ours
     assert await new_changes(sub, 9, 3) == [
         [ROUTE_REMOVED, tun, route("fd00:100::", 48, True, **OURS)],
         [IPADDR_REMOVED, tun, address("fd00:8::2", 64, True, **OURS)],
@@ -86,7 +88,7 @@ async def test_link_deleted_by_admin(service, bus, users, root_bus, netns):
     sub, path, fd, tun = await setup(bus, root_bus, users, "extlink")
     netns.ip("link", "del", tun)
     assert await new_changes(sub, 6, 5) == link_gone_externally(tun)
-    await call(root_bus, path, "Destroy")  # only the exclude route was left, and it is not reported (spec 8)
+    await Netcfg(root_bus).call(path, "Destroy")  # only the exclude route was left, and it is not reported (spec 8)
     os.close(fd)
     await sub.settle()
     assert len(sub.changes()) == 11
@@ -105,7 +107,7 @@ async def test_foreign_route_and_address_on_the_device(service, bus, users, root
         [IPADDR_ADDED, tun, address("10.9.0.5", 32, **EXT)],
         [ROUTE_REMOVED, tun, route("203.0.113.0", 24, **EXT)],
     ]
-    await call(root_bus, path, "Destroy")
+    await Netcfg(root_bus).call(path, "Destroy")
     os.close(fd)
     await sub.settle()
     assert [c[2]["origin"] for c in sub.changes()[9:]] == ["netcfg"] * 5
@@ -121,7 +123,7 @@ async def test_link_set_down_by_admin(service, bus, users, root_bus, netns):
     await sub.wait_changes(7)
     await sub.settle()
     assert gone_v4 in sub.changes()[6:]
-    await call(root_bus, path, "Destroy")
+    await Netcfg(root_bus).call(path, "Destroy")
     os.close(fd)
     await sub.settle()
     assert all(c[2]["origin"] == "netcfg" for c in sub.changes() if c[0] == DEVICE_REMOVED)
@@ -135,7 +137,7 @@ async def test_tun_closed_by_a_living_client_is_external(service, bus, users, ro
     sub, path, fd, tun = await setup(bus, root_bus, users, "extclose")
     os.close(fd)
     assert await new_changes(sub, 6, 5) == link_gone_externally(tun)
-    await call(root_bus, path, "Destroy")
+    await Netcfg(root_bus).call(path, "Destroy")
     await sub.settle()
     assert len(sub.changes()) == 11
     await sub.close()

@@ -37,6 +37,7 @@ from support.netns import (
     diff_snapshots,
 )
 from support.service import ServiceError, ServiceProcess
+from support.dbuscalls import ACCESS_DENIED
 
 DBUS = dict(
     destination="org.freedesktop.DBus",
@@ -45,7 +46,6 @@ DBUS = dict(
 )
 MGR = dict(destination=NETCFG_BUS_NAME, path=NETCFG_MANAGER_PATH)
 DEVICE_PATH = NETCFG_MANAGER_PATH + "/dev1"
-ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 
 
 def step(member, interface=NETCFG_BUS_NAME, path=NETCFG_MANAGER_PATH, **kw):

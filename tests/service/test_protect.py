@@ -67,7 +67,7 @@ async def test_redirect_protect_and_exclude(service_factory, netns, root_bus, me
     try:
         path = await nc.device("prot")
         assert await nc.protect(SERVER4, False, path, sock4) is True
-        tun = await nc.establish(path)
+        tun = await nc.bring_up(path)
         redirects = method != "none" or mark is not None
 
         assert_server_bypasses(netns, method, mark, SERVER4, ROUTER_V4)
@@ -192,7 +192,7 @@ async def test_exclude_without_uplink_is_refused(service, netns, root_bus):
     try:
         path = await nc.device("noup")
         with pytest.raises(CallFailed) as err:
-            await nc.establish(path)
+            await nc.bring_up(path)
         assert err.value.name == NETCFG_ERROR
         assert f"{EXCLUDE6[0]}/{EXCLUDE6[1]}" in err.value.text and "no IPv6 uplink" in err.value.text
         assert [n for n in netns.link_names() if n.startswith("tun")] == []
@@ -230,7 +230,7 @@ async def test_exclude_of_the_uplinks_own_subnet(service, netns, root_bus):
         path = await nc.device("lan", excludes=False)
         nets = [[*LAN4, -1, False, True], [*LAN6, -1, True, True], [*EXCLUDE4, -1, False, True]]
         await nc.call(path, "AddNetworks", "a(suibb)", [nets])
-        tun = await nc.establish(path)
+        tun = await nc.bring_up(path)
 
         assert lan_routes(netns) == connected  # untouched, nothing of ours next to them
         assert {r["dst"] for r in netns.netcfg_routes() if r["dev"] == UPLINK_IF} == {f"{EXCLUDE4[0]}/{EXCLUDE4[1]}"}
@@ -260,21 +260,23 @@ async def test_exclude_of_the_uplinks_own_subnet(service, netns, root_bus):
         nc.close()
 
 
-async def test_tun_route_colliding_with_an_existing_route_still_fails(service, netns, root_bus):
-    """Only exclude routes can be satisfied by an existing route: a tunnel network with the key of the connected
-    route is still refused, all or nothing, and the error names the route."""
+async def test_tun_route_colliding_with_an_existing_route_goes_in_behind_it(service, netns, root_bus):
+    """Only exclude routes can be satisfied by an existing route.  A tunnel network with the key of the
+    connected LAN route goes in behind it (the next metric): the LAN keeps its traffic, and Destroy leaves
+    the connected route alone."""
     nc = Netcfg(root_bus)
     try:
+        connected = lan_routes(netns)
         path = await nc.device("lan_tun", excludes=False)
         await nc.call(path, "AddNetworks", "a(suibb)", [[[*LAN4, -1, False, False]]])
-        with pytest.raises(CallFailed) as err:
-            await nc.establish(path)
-        assert err.value.name == NETCFG_ERROR
-        assert f"{LAN4[0]}/{LAN4[1]}" in err.value.text and "File exists" in err.value.text, err.value.text
-        assert [n for n in netns.link_names() if n.startswith("tun")] == []
-        assert netns.netcfg_routes() == []
-        assert {r["protocol"] for r in lan_routes(netns)} == {"kernel"}
+        await nc.bring_up(path)
+        tun = await nc.get(path, "device_name")
+        ours = [r for r in netns.netcfg_routes() if r["dst"] == f"{LAN4[0]}/{LAN4[1]}"]
+        assert [(r["dev"], r.get("metric")) for r in ours] == [(tun, 1)]
+        assert route_get(netns, "192.0.2.77")["dev"] == UPLINK_IF  # the LAN's own route wins
         await nc.call(path, "Destroy")
+        assert netns.netcfg_routes() == []
+        assert lan_routes(netns) == connected
     finally:
         nc.close()
 
@@ -289,7 +291,7 @@ async def test_protect_with_10000_routes_established(service, netns, root_bus):
         path = await nc.device("many")
         nets = [[f"10.{100 + i // 256}.{i % 256}.0", 24, -1, False, False] for i in range(10_000)]
         await nc.call(path, "AddNetworks", "a(suibb)", [nets])
-        tun = await nc.establish(path)
+        tun = await nc.bring_up(path)
         assert len([r for r in netns.routes(4, "main") if r["dev"] == tun]) >= 10_000
         for _ in range(3):  # the same remote again: swapped in place
             assert await nc.protect(SERVER4, False, path, sock) is True

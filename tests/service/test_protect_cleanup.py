@@ -16,7 +16,8 @@ import tempfile
 import pytest
 
 from support.client import arun_client
-from support.protection import MARK, SERVER4, add_vpn_server, client_steps, nothing_left, ours, wait_until
+from support.dbuscalls import dev_step, mgr_step
+from support.protection import MARK, SERVER4, SERVER6, add_vpn_server, client_steps, nothing_left, ours, wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.netns(uplink=True)]
 SOMARK = ["--set-somark", str(MARK)]
@@ -82,3 +83,25 @@ async def test_service_crash_then_restart(service_factory, netns, users):
             assert await restarted.stop() == 0
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+async def test_a_callers_last_device_ends_its_own_protection_only(service, netns, users):
+    """One identity everywhere: the caller's unique bus name.  One process,
+    two connections: the first creates a device and protects its socket,
+    the second protects its own.  Destroying the first's last device ends
+    the first's protection, not the second's (they share the PID, which
+    used to be enough to end both), and the second's ends when it leaves."""
+    add_vpn_server(netns)
+    dev = {"ref": [0, 0]}
+    steps = [mgr_step("CreateVirtualInterface", "s", ["mine"]),
+             mgr_step("ProtectSocket", "sbo", [SERVER4, False, dev], fd="udp4"),
+             mgr_step("ProtectSocket", "sbo", [SERVER6, True, "/"], fd="udp6", connection=1),
+             dev_step(dev, "Destroy")]
+    client = await arun_client(service.bus_address, steps, user=users.openvpn.name, hold=True)
+    try:
+        assert [r["ok"] for r in client.results] == [True] * 4, client.results
+        dsts = {r[2] for r in ours(netns)["routes"]}
+        assert SERVER6 in dsts and SERVER4 not in dsts, dsts
+    finally:
+        await client.kill()
+    await wait_until(lambda: nothing_left(netns), what="the second connection's protection to end with it")

@@ -8,10 +8,10 @@ import pytest
 
 from support import NETCFG_MANAGER_PATH
 from support.protection import CallFailed, Netcfg, fwmark_rules
+from support.dbuscalls import NETCFG_ERROR
 
 pytestmark = pytest.mark.asyncio
 MARK = 0x42
-NETCFG_ERROR = "net.openvpn.v3.netcfg.error"
 
 
 @pytest.mark.netns(uplink=True)

@@ -59,7 +59,7 @@ async def established(netns, root_bus) -> tuple[Netcfg, str, str, object]:
     sock = socket_in(netns)
     path = await nc.device("follow")
     assert await nc.protect(SERVER4, False, path, sock) is True
-    tun = await nc.establish(path)
+    tun = await nc.bring_up(path)
     return nc, path, tun, sock
 
 

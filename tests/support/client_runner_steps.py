@@ -25,6 +25,9 @@ Steps (objects), each giving one result:
   (``fd_targets``).
 
 * ``{"sleep": 0.5}`` -- wait; result ``{"ok": true}``.
+* ``{"wait_for_file": "/path", "timeout": 30}`` -- wait until the file
+  exists (a barrier the test opens once it saw what it waits for);
+  result ``{"ok": true}``, or error ``client.Timeout``.
 * ``{"signals": true}`` -- result body: the signals received so far
   (``[{"sender","path","interface","member","signature","body"}]``), which
   arrive once a step called ``org.freedesktop.DBus.AddMatch``.
@@ -106,6 +109,14 @@ class Runner:
     async def step(self, st: dict) -> dict:
         if "sleep" in st:
             await asyncio.sleep(float(st["sleep"]))
+            return {"ok": True}
+        if "wait_for_file" in st:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + float(st.get("timeout", 30))
+            while not os.path.exists(st["wait_for_file"]):
+                if loop.time() > end:
+                    raise StepError("client.Timeout", f"{st['wait_for_file']} did not appear")
+                await asyncio.sleep(0.01)
             return {"ok": True}
         bus, received = await self.connection(st)
         if st.get("signals"):

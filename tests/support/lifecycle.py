@@ -1,10 +1,10 @@
 """Helpers for the device life-cycle tests (tests/service/test_establish.py,
 test_cleanup.py, test_service_lifetime.py, test_log_and_properties.py).
 
-* ``Netcfg``: the test's own dbus-fast connection (usually ``root_bus``)
-  talking to the service; ``CallFailed`` carries the D-Bus error name.
-* Step builders for the client runner (``support.client``): ``mgr_step``,
-  ``dev_step``, ``set_step``, ``configure_steps``.
+* ``Netcfg`` and ``CallFailed``, the step builders ``mgr_step``,
+  ``dev_step``, ``set_step``, ``get_step``: ``support.dbuscalls``'s (the
+  one client API), imported here for these tests; plus ``configure_steps``
+  and ``Netcfg.configure``'s standard configuration.
 * One standard device configuration (``ADDR4``, ``ADDR6``, ``NETWORKS``) and
   what the kernel must then hold (``expected_routes``).
 * Kernel views of the test's namespace: ``tun_links``, ``route_set``,
@@ -21,141 +21,26 @@ import asyncio
 import ctypes
 import fcntl
 import os
+import re
 import socket
 import struct
 import time
 from typing import Any, Awaitable, Callable
 
-from dbus_fast import Message, MessageType, Variant
-
-from . import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
+from .dbuscalls import (  # noqa: F401  (one API and one set of names: the tests import them from here too)
+    ACCESS_DENIED, ADDR4, ADDR6, INTERFACE, INTROSPECTABLE, INVALID_ARGS, NETCFG_ERROR, NETWORKS, PROPERTIES, REMOTE,
+    UNKNOWN_OBJECT, V6_DEFAULT_METRIC, CallFailed, Netcfg, dev_step, get_step, mgr_step, set_step,
+)
 from .netns import Netns
 
-IFACE = NETCFG_BUS_NAME
-PROPS = "org.freedesktop.DBus.Properties"
-INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
-NETCFG_ERROR = "net.openvpn.v3.netcfg.error"
-UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
-INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
-ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
-
-# The standard configuration: one address per family, routes with and
-# without a metric (-1 = kernel default) in both families.
-ADDR4 = ["10.8.0.2", 24, "10.8.0.1", False]
-ADDR6 = ["fd00:8::2", 64, "fd00:8::1", True]
-NETWORKS = [
-    ["192.168.100.0", 24, -1, False, False],
-    ["172.16.0.0", 12, 50, False, False],
-    ["fd00:100::", 48, -1, True, False],
-    ["fd00:200::", 48, 70, True, False],
-]
-REMOTE = ["198.51.100.7", False]
-V6_DEFAULT_METRIC = 1024  # what the kernel gives an IPv6 route without one
-
-
-# -- the test's own connection -----------------------------------------
-class CallFailed(AssertionError):
-    def __init__(self, member: str, name: str, text: str) -> None:
-        super().__init__(f"{member}: {name}: {text}")
-        self.name, self.text = name, text
-
-
-class Netcfg:
-    """Calls to the service over one dbus-fast connection of the test."""
-
-    def __init__(self, bus) -> None:
-        self.bus = bus
-
-    async def call(self, path: str, member: str, signature: str = "", body=(),
-                   interface: str = IFACE, timeout: float = 30) -> Message:
-        msg = Message(destination=NETCFG_BUS_NAME, path=path, interface=interface, member=member,
-                      signature=signature, body=list(body))
-        reply = await asyncio.wait_for(self.bus.call(msg), timeout)
-        if reply.message_type is MessageType.ERROR:
-            for fd in reply.unix_fds or []:
-                os.close(fd)
-            raise CallFailed(member, reply.error_name, reply.body[0] if reply.body else "")
-        return reply
-
-    async def error(self, path: str, member: str, signature: str = "", body=(), **kw) -> CallFailed:
-        """The error the call must fail with."""
-        try:
-            reply = await self.call(path, member, signature, body, **kw)
-        except CallFailed as e:
-            return e
-        for fd in reply.unix_fds or []:
-            os.close(fd)
-        raise AssertionError(f"{member} on {path} succeeded, an error was expected")
-
-    async def create(self, name: str) -> str:
-        return (await self.call(NETCFG_MANAGER_PATH, "CreateVirtualInterface", "s", [name])).body[0]
-
-    async def set(self, path: str, prop: str, signature: str, value) -> None:
-        await self.call(path, "Set", "ssv", [IFACE, prop, Variant(signature, value)], PROPS)
-
-    async def get(self, path: str, prop: str):
-        return (await self.call(path, "Get", "ss", [IFACE, prop], PROPS)).body[0].value
-
-    async def configure(self, path: str, *, mtu=1420, txqueuelen=0, addresses=(ADDR4, ADDR6),
-                        networks=NETWORKS, reroute_ipv4=False, reroute_ipv6=False) -> None:
-        await self.set(path, "layer", "u", 3)
-        await self.set(path, "mtu", "q", mtu)
-        if txqueuelen:
-            await self.set(path, "txqueuelen", "q", txqueuelen)
-        for a in addresses:
-            await self.call(path, "AddIPAddress", "susb", a)
-        if networks:
-            await self.call(path, "AddNetworks", "a(suibb)", [list(networks)])
-        await self.call(path, "SetRemoteAddress", "sb", REMOTE)
-        if reroute_ipv4:
-            await self.set(path, "reroute_ipv4", "b", True)
-        if reroute_ipv6:
-            await self.set(path, "reroute_ipv6", "b", True)
-
-    async def establish(self, path: str) -> int:
-        """Establish; returns the tun fd (the caller closes it)."""
-        reply = await self.call(path, "Establish")
-        fds = list(reply.unix_fds or [])
-        assert reply.signature == "" and reply.body == [], (reply.signature, reply.body)
-        assert len(fds) == 1, f"Establish replied with {len(fds)} fds"
-        return fds[0]
-
-    async def destroy(self, path: str) -> None:
-        await self.call(path, "Destroy")
-
-    async def introspect(self, path: str = NETCFG_MANAGER_PATH) -> str:
-        return (await self.call(path, "Introspect", interface=INTROSPECTABLE)).body[0]
-
-    async def device_paths(self) -> list[str]:
-        return (await self.call(NETCFG_MANAGER_PATH, "FetchInterfaceList")).body[0]
-
+IFACE, PROPS = INTERFACE, PROPERTIES
 
 def child_nodes(xml: str) -> list[str]:
-    import re
-
+    """The child nodes an Introspect reply lists."""
     return re.findall(r'<node name="([^"]+)"/>', xml)
 
 
-# -- client runner steps -------------------------------------------------
-def mgr_step(member: str, signature: str = "", body=(), **kw) -> dict:
-    return {"destination": NETCFG_BUS_NAME, "path": NETCFG_MANAGER_PATH, "interface": IFACE,
-            "member": member, "signature": signature, "body": list(body), **kw}
-
-
-def dev_step(path, member: str, signature: str = "", body=(), interface: str = IFACE, **kw) -> dict:
-    """``path``: an object path, or a ref like ``{"ref": [0, 0]}``."""
-    return {"destination": NETCFG_BUS_NAME, "path": path, "interface": interface,
-            "member": member, "signature": signature, "body": list(body), **kw}
-
-
-def set_step(path, prop: str, signature: str, value) -> dict:
-    return dev_step(path, "Set", "ssv", [IFACE, prop, {"variant": [signature, value]}], PROPS)
-
-
-def get_step(path, prop: str) -> dict:
-    return dev_step(path, "Get", "ss", [IFACE, prop], PROPS)
-
-
+# -- client runner steps ----------------------------------------------------
 def configure_steps(path, *, mtu=1420, txqueuelen=0, networks=NETWORKS) -> list[dict]:
     """The usual client sequence up to (not including) Establish."""
     steps = [set_step(path, "layer", "u", 3), set_step(path, "mtu", "q", mtu)]

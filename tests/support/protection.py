@@ -1,7 +1,7 @@
 """Helpers of the ProtectSocket / redirect-gateway tests (tests/service/test_protect*.py).
 
-* ``Netcfg(bus)``: the test's own root connection as a netcfg client (it
-  receives the tun fd and keeps it open: the tun lives as long as the fd).
+* ``Netcfg(bus)``: the one client (``support.dbuscalls``) with a ``device``
+  made the way these tests need it; ``bring_up`` keeps the tun fd open.
 * ``socket_in(netns, family)``: a UDP socket created INSIDE a namespace.  A
   socket's namespace is fixed when it is made; SO_BINDTODEVICE looks the
   device up there, and connect() does its route lookup there.  A helper
@@ -18,13 +18,11 @@ import os
 import socket
 import threading
 
-from dbus_fast import Message, MessageType, Variant
-
-from . import NETCFG_BUS_NAME, NETCFG_MANAGER_PATH
+from . import dbuscalls
+from .dbuscalls import INTERFACE, MANAGER, NETCFG_ERROR, CallFailed, dev_step, mgr_step  # noqa: F401
 from .lifecycle import wait_until  # noqa: F401  (the tests import it from here)
 from .netns import Netns
 
-NETCFG_ERROR = "net.openvpn.v3.netcfg.error"
 SERVER4, SERVER6 = "198.51.100.1", "2001:db8:100::1"  # on the router's lo
 OUTSIDE4, OUTSIDE6 = "203.0.113.7", "2001:db8:7::7"  # anywhere else: into the tun
 TUN4, TUN6 = ("10.8.0.2", 24, "10.8.0.1"), ("fd00:8::2", 64, "fd00:8::1")
@@ -34,37 +32,12 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class CallFailed(Exception):
-    def __init__(self, name: str, text: str) -> None:
-        super().__init__(f"{name}: {text}")
-        self.name, self.text = name, text
-
-
-class Netcfg:
-    def __init__(self, bus) -> None:
-        self.bus = bus
-        self.fds: list[int] = []  # tun fds received; close() releases them
-
-    async def call(self, path: str, member: str, signature: str = "", body=(), fds=(), interface=NETCFG_BUS_NAME):
-        reply = await self.bus.call(Message(destination=NETCFG_BUS_NAME, path=path, interface=interface,
-                                            member=member, signature=signature, body=list(body),
-                                            unix_fds=list(fds)))
-        if reply.message_type is MessageType.ERROR:
-            raise CallFailed(reply.error_name, reply.body[0] if reply.body else "")
-        self.fds += reply.unix_fds or []
-        return reply
-
-    async def set(self, path: str, name: str, sig: str, value) -> None:
-        await self.call(path, "Set", "ssv", [NETCFG_BUS_NAME, name, Variant(sig, value)],
-                        interface="org.freedesktop.DBus.Properties")
-
-    async def get(self, path: str, name: str):
-        reply = await self.call(path, "Get", "ss", [NETCFG_BUS_NAME, name], interface="org.freedesktop.DBus.Properties")
-        return reply.body[0].value
+class Netcfg(dbuscalls.Netcfg):
+    """The one client (support.dbuscalls.Netcfg), plus the protection tests' device."""
 
     async def device(self, name: str, *, reroute: bool = True, excludes: bool = True) -> str:
         """A configured (not yet established) device: both tunnel addresses, redirect, excludes."""
-        path = (await self.call(NETCFG_MANAGER_PATH, "CreateVirtualInterface", "s", [name])).body[0]
+        path = await self.create(name)
         await self.set(path, "layer", "u", 3)
         for ipv6, (addr, prefix, gw) in ((False, TUN4), (True, TUN6)):
             await self.call(path, "AddIPAddress", "susb", [addr, prefix, gw, ipv6])
@@ -76,19 +49,6 @@ class Netcfg:
             nets = [[EXCLUDE4[0], EXCLUDE4[1], -1, False, True], [EXCLUDE6[0], EXCLUDE6[1], -1, True, True]]
             await self.call(path, "AddNetworks", "a(suibb)", [nets])
         return path
-
-    async def establish(self, path: str) -> str:
-        await self.call(path, "Establish")
-        return await self.get(path, "device_name")
-
-    async def protect(self, remote: str, ipv6: bool, path: str = "/", sock: socket.socket | None = None) -> bool:
-        fds = [sock.fileno()] if sock is not None else []
-        return (await self.call(NETCFG_MANAGER_PATH, "ProtectSocket", "sbo", [remote, ipv6, path], fds)).body[0]
-
-    def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
 
 
 def socket_in(netns: Netns, family: int = socket.AF_INET) -> socket.socket:
@@ -136,31 +96,25 @@ def fwmark_rules(netns: Netns) -> list[dict]:
 
 
 
-def _step(path, member: str, signature: str = "", body=(), interface: str = NETCFG_BUS_NAME, **kw) -> dict:
-    return {"destination": NETCFG_BUS_NAME, "path": path, "interface": interface, "member": member,
-            "signature": signature, "body": list(body), **kw}
-
-
 def client_steps(name: str, protect: str = SERVER4) -> list[dict]:
     """Client runner steps: a device like ``Netcfg.device``, ProtectSocket (with
     one of the runner's UDP sockets), Establish.  The runner keeps the tun fd."""
     dev = {"ref": [0, 0]}
 
     def prop(name: str, sig: str, value) -> dict:
-        return _step(dev, "Set", "ssv", [NETCFG_BUS_NAME, name, {"variant": [sig, value]}],
-                     interface="org.freedesktop.DBus.Properties")
+        return dbuscalls.set_step(dev, name, sig, value)
 
     nets = [[EXCLUDE4[0], EXCLUDE4[1], -1, False, True], [EXCLUDE6[0], EXCLUDE6[1], -1, True, True]]
     ipv6 = ":" in protect
     return [
-        _step(NETCFG_MANAGER_PATH, "CreateVirtualInterface", "s", [name]),
+        mgr_step("CreateVirtualInterface", "s", [name]),
         prop("layer", "u", 3), prop("reroute_ipv4", "b", True), prop("reroute_ipv6", "b", True),
-        _step(dev, "AddIPAddress", "susb", [*TUN4, False]),
-        _step(dev, "AddIPAddress", "susb", [*TUN6, True]),
-        _step(dev, "SetRemoteAddress", "sb", [SERVER4, False]),
-        _step(dev, "AddNetworks", "a(suibb)", [nets]),
-        _step(NETCFG_MANAGER_PATH, "ProtectSocket", "sbo", [protect, ipv6, dev], fd="udp6" if ipv6 else "udp4"),
-        _step(dev, "Establish"),
+        dev_step(dev, "AddIPAddress", "susb", [*TUN4, False]),
+        dev_step(dev, "AddIPAddress", "susb", [*TUN6, True]),
+        dev_step(dev, "SetRemoteAddress", "sb", [SERVER4, False]),
+        dev_step(dev, "AddNetworks", "a(suibb)", [nets]),
+        mgr_step("ProtectSocket", "sbo", [protect, ipv6, dev], fd="udp6" if ipv6 else "udp4"),
+        dev_step(dev, "Establish"),
     ]
 
 

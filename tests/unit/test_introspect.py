@@ -53,18 +53,28 @@ def test_dco_members_in_the_original_order():
     assert iface.findall("property") == []
 
 
-def test_every_member_declares_a_policy():
+def test_the_access_policy_of_every_member():
+    """The authorization matrix, pinned: which members the bus policy file
+    decides, which are for the device's owner or root, which for root only."""
     for face in (ManagerFace, DeviceFace, DcoFace):
         for m in face.methods.values():
-            assert isinstance(m.policy, Policy), m.name
             assert callable(getattr(face, m.name)), m.name
         for p in face.properties.values():
-            assert isinstance(p.read, Policy)
             assert (p.setter is None) == (p.write is None), p.name
-    # device and DCO members are for the owner or root
-    assert all(m.policy is Policy.OWNER_OR_ROOT for m in DeviceFace.methods.values())
-    assert all(m.policy is Policy.OWNER_OR_ROOT for m in DcoFace.methods.values())
-    assert ManagerFace.methods["NotificationSubscriberList"].policy is Policy.ROOT_ONLY
+    policies = {}
+    for face in (ManagerFace, DeviceFace, DcoFace):
+        for m in face.methods.values():
+            policies.setdefault(m.policy, set()).add(f"{face.__name__}.{m.name}")
+    assert policies[Policy.ROOT_ONLY] == {"ManagerFace.NotificationSubscriberList"}
+    assert policies[Policy.OWNER_OR_ROOT] == {f"DeviceFace.{m}" for m in DeviceFace.methods} | {
+        f"DcoFace.{m}" for m in DcoFace.methods}
+    assert policies[Policy.BUS_POLICY] == {f"ManagerFace.{m}" for m in ManagerFace.methods} - {
+        "ManagerFace.NotificationSubscriberList"}
+    writes = {(face.__name__, p.name): p.write for face in (ManagerFace, DeviceFace) for p in face.properties.values()
+              if p.write is not None}
+    assert writes == {("ManagerFace", "log_level"): Policy.BUS_POLICY,
+                      **{("DeviceFace", n): Policy.OWNER_OR_ROOT
+                         for n in ("mtu", "layer", "txqueuelen", "reroute_ipv4", "reroute_ipv6", "dns_scope")}}
 
 
 def test_method_without_args_is_bare():

@@ -162,6 +162,7 @@ def test_dns_change_details():
         (ChangeType.DNS_SEARCH_ADDED, "", {"search_domain": "vpn.example"}),
     ]
     Backend.stage = "post"  # systemd-resolved: the interface name
-    removed = asyncio.run(dns.remove(settings))
+    removed, errors = asyncio.run(dns.remove(settings))
+    assert errors == []
     assert [(c.type, c.device) for c in removed] == [(ChangeType.DNS_SERVER_REMOVED, "tun0"),
                                                     (ChangeType.DNS_SEARCH_REMOVED, "tun0")]
