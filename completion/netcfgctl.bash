@@ -11,7 +11,7 @@ _netcfgctl() {
     _init_completion || return
     local commands="status devices show protections subscribers unsubscribe watch log-level config cleanup"
     local global="--help --version --json --no-color"
-    local keys="log-level log-file idle-exit resolv-conf systemd-resolved redirect-method set-somark bus-address dns-backend keep-all-capabilities somark-priority somark-table state-dir"
+    local keys="log-level log-file idle-exit resolv-conf systemd-resolved redirect-method set-somark bus-address dns-backend keep-all-capabilities somark-priority somark-table state-dir log-journal"
     local types="DEVICE_ADDED DEVICE_REMOVED IPADDR_ADDED IPADDR_REMOVED ROUTE_ADDED ROUTE_REMOVED ROUTE_EXCLUDED DNS_SERVER_ADDED DNS_SERVER_REMOVED DNS_SEARCH_ADDED DNS_SEARCH_REMOVED device address route dns"
 
     local i command=""

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from . import VERSION_STRING, netcfg_json
+from .log import JOURNAL_MODES
 
 DEFAULT_SETTINGS_FILE = "/etc/netcfg/netcfg.yaml"  # our YAML file; the package installs a commented one
 REDIRECT_METHODS = ("host-route", "bind-device", "none")
@@ -33,6 +34,7 @@ class Options:
     bus_address: str | None = None  # None: the system bus
     log_level: int = 4
     log_file: str | None = None  # a path, or "stdout:"
+    log_journal: str = "auto"  # log.JOURNAL_MODES: journald priorities on stderr
     idle_exit: float = 5.0  # minutes, 0 disables
     state_dir: str = "/var/lib/netcfg"
     redirect_method: str = "host-route"
@@ -109,6 +111,7 @@ YAML_KEYS = {
     "bus_address": ("bus_address", _path),
     "log_level": ("log_level", _log_level),
     "log_file": ("log_file", _path),
+    "log_journal": ("log_journal", _choice(JOURNAL_MODES)),
     "idle_exit": ("idle_exit", _minutes),
     "state_dir": ("state_dir", _path),
     "redirect_method": ("redirect_method", _choice(REDIRECT_METHODS)),
@@ -137,18 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="netcfg-service",
         description="netcfg: the OpenVPN 3 Linux network-configuration D-Bus service "
-        "(net.openvpn.v3.netcfg), re-implemented in Python.  Must run as root.",
+        "(net.openvpn.v3.netcfg), re-implemented in Python.  Must be started as root "
+        "(or with CAP_NET_ADMIN); it keeps only the capabilities it needs.",
         epilog="Precedence: defaults < the YAML file < the command line < <state-dir>/netcfg.json "
         "(the original's file, edited by openvpn3-admin netcfg-service and netcfgctl config; read only "
-        "when a state directory is given).  Keys: netcfg.yaml(5).  Exit codes: 0 normal, 2 bad options "
-        "or configuration file, 3 fatal start-up error, 4 DNS configuration not given back at shutdown.",
+        "when a state directory is given).  Keys: netcfg.yaml(5).  "
+        "SIGTERM and SIGINT tear every device down and exit; SIGHUP is logged and ignored.  "
+        "Exit codes: 0 stopped normally, 1 internal error, 2 bad options or configuration file, "
+        "3 fatal start-up error (one line on stderr names it), 4 DNS configuration not given back at shutdown.",
     )
     a = p.add_argument
     a("--version", action="version", version=VERSION_STRING)
     a("--bus-address", metavar="ADDRESS", help="serve on this D-Bus address instead of the system bus")
     a("--config", metavar="FILE", help=f"our YAML configuration file; default {DEFAULT_SETTINGS_FILE} if it exists")
     a("--log-level", metavar="LEVEL", type=_argtype(_log_level), help="0 (critical only) - 6 (debug); default 4")
-    a("--log-file", metavar="FILE", help="also log to FILE (appended), or 'stdout:'; default stderr")
+    a("--log-file", metavar="FILE",
+      help="log to FILE (appended) instead of stderr, or 'stdout:'; fatal start-up errors go to stderr too")
+    a("--log-journal", metavar="MODE", type=_argtype(_choice(JOURNAL_MODES)),
+      help="stderr for the journal: native (journald fields), prefix ('<N>' syslog priorities), "
+      "off (timestamped lines), or auto (default: native or prefix when stderr is the journal's stream)")
     a("--idle-exit", metavar="MINUTES", type=_argtype(_minutes), help="exit after MINUTES idle without devices; 0 disables; default 5")
     a("--state-dir", metavar="DIR", help="directory for the crash-recovery journal, and of netcfg.json "
       "(read when this is given); default /var/lib/netcfg")

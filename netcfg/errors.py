@@ -61,3 +61,7 @@ class TeardownIncomplete(NetcfgError):
         shown = "; ".join(map(str, errors[:5])) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
         super().__init__(f"the device was removed, but not all of it: {shown} "
                          "(kept in the journal, tried again at the next start)")
+
+
+class StartupError(Exception):
+    """The service cannot start; the message names what failed (exit code 3)."""

@@ -139,7 +139,9 @@ def read(path: str | Path) -> UpstreamFile | None:
     """The file at `path`, None if there is none; NetcfgJsonError if it is broken."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        # (a state directory that is not one: the service's start-up check
+        # names it, exit code 3)
         return None
     except (OSError, UnicodeDecodeError) as e:
         raise NetcfgJsonError(str(path), None, f"cannot read: {e}") from None

@@ -97,6 +97,11 @@ def drop(kept: tuple[int, ...] = KEPT) -> None:
     log.info("capabilities dropped to %s", ", ".join(NAMES[c] for c in kept if mask & (1 << c)) or "none")
 
 
+def has(cap: int) -> bool:
+    """Is `cap` in this process's effective set?"""
+    return bool(_mask("CapEff") & (1 << cap))
+
+
 def _mask(field: str) -> int:
     """A capability mask of this process from /proc/self/status (CapEff, CapPrm, CapBnd)."""
     with open("/proc/self/status") as f:

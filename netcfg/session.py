@@ -60,7 +60,8 @@ class Session:
         self.ctx, self.path, self.owner = ctx, path, owner
         self.device_name = name
         self.key = path.rsplit("/", 1)[-1]
-        self.log_extra = {"netcfg_path": path}  # Log signals come from the device's path (spec 9)
+        # Log signals come from the device's path (spec 9); the journal gets both as fields (log.py)
+        self.log_extra = {"netcfg_path": path, "netcfg_owner": owner}
         self.config = DeviceConfig()
         self.state = State.NEW
         self.ledger: Ledger | None = None

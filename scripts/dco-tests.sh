@@ -43,38 +43,8 @@ if [[ $(id -u) != 0 ]]; then
     exit 1
 fi
 
-CACHE="$REPO/.cache/dcovm"
-ROOT="$CACHE/root"
-mkdir -p "$CACHE"
-
-# -- host tools ----------------------------------------------------------
-missing=()
-command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-if (( ${#missing[@]} )); then
-    say "installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-# build-guest.sh reads pyproject.toml and downloads wheels with the repo's venv
-[[ -x .venv/bin/python ]] || scripts/setup.sh
-
-# -- guest root: build unless current; runs hold a shared lock -------------
-exec 9>"$CACHE/lock"
-flock -x 9
-want="$(scripts/dcovm/build-guest.sh --stamp)"
-have="$(head -n1 "$ROOT/.dcovm-stamp" 2>/dev/null || true)"
-if [[ $want != "$have" || ${DCOVM_REBUILD:-0} == 1 ]]; then
-    old="${have:0:12}"
-    say "building the guest root in $ROOT (stamp ${want:0:12}, was ${old:-none})"
-    start=$SECONDS
-    scripts/dcovm/build-guest.sh "$ROOT"
-    say "guest built in $((SECONDS - start)) s"
-else
-    say "reusing the guest root in $ROOT (stamp ${want:0:12})"
-fi
-flock -s 9
+# host tools and the guest root (built or reused), under a shared lock
+source "$REPO/scripts/dcovm/guest-root.sh"
 
 # -- run, once per kernel ---------------------------------------------------
 mapfile -t kernels < "$ROOT/.dcovm-kernels"

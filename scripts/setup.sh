@@ -159,6 +159,9 @@ if [[ -f $STAMP && $(cat "$STAMP") == "$want_stamp" ]] && imports_ok; then
 else
     say "installing netcfg (editable) with its test dependencies into .venv"
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+    # The distribution was called "netcfg" before it became "ovpn3-netcfg"
+    # (that name is another project's on PyPI): the old install would stay.
+    "$VENV/bin/python" -m pip uninstall -qq -y netcfg >/dev/null 2>&1 || true
     "$VENV/bin/python" -m pip install -qq -e "$REPO[test]" \
         || die "pip install -e '.[test]' failed"
     imports_ok || die "the venv cannot import netcfg from $REPO after pip install"

@@ -81,7 +81,10 @@ from support.users import ensure_users  # noqa: E402
 # (scripts/dco-tests.sh; its guest sets NETCFG_DCOVM=1): elsewhere the
 # directory is not collected at all, and the summary says so.
 IN_DCOVM = bool(os.environ.get("NETCFG_DCOVM"))
-collect_ignore = [] if IN_DCOVM else ["dco"]
+# tests/sysvm installs the package on the machine it runs on: only in the
+# guest of scripts/sysvm-tests.sh (systemd as PID 1; NETCFG_SYSVM=1).
+IN_SYSVM = bool(os.environ.get("NETCFG_SYSVM"))
+collect_ignore = ([] if IN_DCOVM else ["dco"]) + ([] if IN_SYSVM else ["sysvm"])
 # How long service_factory waits for the service to own its name.  The VM
 # emulates its CPU (TCG): importing dbus_fast and pyroute2 alone takes 3-8 s
 # there, the service's whole start 7-10 s.
@@ -92,6 +95,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if not IN_DCOVM:
         terminalreporter.write_line(
             "tests/dco is collected only in the DCO VM: scripts/dco-tests.sh"
+        )
+    if not IN_SYSVM:
+        terminalreporter.write_line(
+            "tests/sysvm is collected only in the real-system VM: scripts/sysvm-tests.sh"
         )
 
 

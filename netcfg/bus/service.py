@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import time
 
@@ -22,6 +23,7 @@ from ..config import Options
 from ..dco.probe import dco_available
 from ..dns.order import DnsManager
 from ..dns.select import select_backend
+from ..errors import StartupError
 from ..foreign import ForeignChanges
 from ..kernel.netlink import Netlink
 from ..kernel.watch import KernelWatch
@@ -51,10 +53,6 @@ NAME_OWNER_RULE = ("type='signal',sender='org.freedesktop.DBus',path='/org/freed
                    "interface='org.freedesktop.DBus',member='NameOwnerChanged'")
 
 
-class StartupError(Exception):
-    """The service cannot start (exit code 3)."""
-
-
 async def _bus_call(bus, member: str, signature: str = "", body: list | None = None):
     reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
                                    interface="org.freedesktop.DBus", member=member,
@@ -80,12 +78,13 @@ class Service:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, levels.sighup_ignored)
         inject.arm_from_environment(loop)
         if loop.get_debug():
             log.info("asyncio debug mode (PYTHONASYNCIODEBUG): slow callbacks and lost tasks are reported")
+        self.journal = journal = _open_journal(opts.state_dir)
         self.nl = await Netlink().open()
-        self.journal = journal = Journal(opts.state_dir)
-        self.bus = bus = await connect(opts.bus_address)
+        self.bus = bus = await _connect(opts.bus_address)
         dispatcher = self.dispatcher = Dispatcher(bus, Credentials(bus), self.touch)
         self.pump = SignalPump(bus)
         subscriptions = self.subscriptions = Subscriptions(self.pump)
@@ -206,9 +205,28 @@ class Service:
         return 0 if dns_restored else 4
 
 
-def main(options: Options) -> int:
+def _open_journal(directory: str) -> Journal:
+    """The journal in --state-dir, which must be a directory we can write."""
     try:
-        return asyncio.run(Service(options).run())
-    except StartupError as e:
-        log.critical("%s", e)
-        return 3
+        journal = Journal(directory)
+        probe = os.path.join(directory, f".probe-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        raise StartupError(f"cannot use the state directory (--state-dir) {directory}: {e.strerror or e}") from None
+    return journal
+
+
+async def _connect(address: str | None):
+    try:
+        return await connect(address)
+    except Exception as e:
+        where = address or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or "unix:path=/run/dbus/system_bus_socket"
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        raise StartupError(f"cannot connect to the D-Bus bus at {where}: {reason}") from None
+
+
+def main(options: Options) -> int:
+    """Serve until stopped; StartupError (exit code 3) propagates to __main__."""
+    return asyncio.run(Service(options).run())

@@ -8,7 +8,10 @@
 #     ovpn.ko, in-tree (CONFIG_OVPN=m); DCOVM_OVPN_KERNEL=RELEASE pins one;
 # + what tests/dco needs inside (dbus-daemon, busctl, iproute2, useradd,
 # openvpn 2.6, python3) + a venv /opt/venv with the project's dependencies
-# (pyproject.toml: dependencies and the test extra) plus EXTRA_PY below.
+# (pyproject.toml: dependencies and the test extra) plus EXTRA_PY below;
+# for the real-system test (tests/sysvm, scripts/sysvm-tests.sh): the .deb
+# files of SYSVM_DEBS in /var/cache/sysvm-debs/PACKAGE/ and the first init
+# /sbin/sysvm-init (an overlay root, then systemd as PID 1).
 # The root's .dcovm-kernels lists "FAMILY RELEASE" per kernel, the 6.1 one
 # first (the default).  Boot it with scripts/dcovm/run-in-vm.sh [-k FAMILY];
 # normally scripts/dco-tests.sh calls both, once per kernel.
@@ -48,7 +51,13 @@ GUEST_DEBS=(
   python3 python3-venv
   iputils-ping
   openvpn                     # 2.6 with DCO: interop
+  python3-systemd             # the .deb's Depends (journald fields): tests/sysvm
 )
+# Debian packages the real-system test (tests/sysvm) installs with dpkg -i in
+# the booted guest, downloaded here (the guest has no network), one folder
+# per group: systemd-resolved and openresolv conflict (both provide
+# resolvconf), the test swaps one for the other.
+SYSVM_DEBS=(systemd-resolved openresolv)
 # Python packages of the guest venv besides pyproject.toml's.
 EXTRA_PY=("protobuf>=4")
 
@@ -62,7 +71,7 @@ PY
 }
 
 stamp() {
-  { cat "$HERE/build-guest.sh" "$HERE/guest-init"; py_requirements; echo "${DCOVM_OVPN_KERNEL:-}"; } |
+  { cat "$HERE/build-guest.sh" "$HERE/guest-init" "$HERE/sysvm-init"; py_requirements; echo "${DCOVM_OVPN_KERNEL:-}"; } |
     sha256sum | cut -d' ' -f1
 }
 
@@ -117,6 +126,7 @@ mkdir -p "$NEW/etc/initramfs-tools/conf.d"
 printf 'MODULES=list\nCOMPRESS=gzip\n' > "$NEW/etc/initramfs-tools/conf.d/dcovm.conf"
 printf '%s\n' virtio_pci virtio_net 9p 9pnet_virtio > "$NEW/etc/initramfs-tools/modules"
 install -m 755 "$HERE/guest-init" "$NEW/sbin/dcovm-init"
+install -m 755 "$HERE/sysvm-init" "$NEW/sbin/sysvm-init"
 
 # chroot commands get a clean environment (no host PIP_*/SSL_* settings)
 chroot() { command env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
@@ -179,6 +189,18 @@ ovpn_kernel() {
   echo "build-guest: mainline ovpn kernel: $OVPN_KVER" >&2
 }
 STAGE=ovpn-kernel t ovpn_kernel
+# .deb files only, with whatever of their dependencies the root lacks
+sysvm_debs() {
+  local p d
+  for p in "${SYSVM_DEBS[@]}"; do
+    d=/var/cache/sysvm-debs/$p
+    mkdir -p "$NEW$d/partial"
+    chroot "$NEW" $APT -o Dir::Cache::archives="$d" --download-only install "$p" >/dev/null
+    rm -rf "$NEW$d/partial" "$NEW$d/lock"
+    ls "$NEW$d"/"$p"_*.deb >/dev/null || die "no $p .deb downloaded"
+  done
+}
+STAGE=sysvm-debs t sysvm_debs
 chroot "$NEW" dbus-uuidgen --ensure=/etc/machine-id
 
 # Python packages: wheels for the guest's interpreter are downloaded on the

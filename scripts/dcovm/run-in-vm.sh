@@ -7,11 +7,14 @@
 #   ovpn         a 6.16+ trixie-backports kernel with mainline ovpn.ko
 # Adapted from the reference harness in shared/reference/dcovm/run-in-vm.sh.
 #
-# usage: run-in-vm.sh [-k KERNEL] [-w HOSTDIR] [-n] [-m MiB] [-s CPUS] [-t SECS] [--] 'shell command'
+# usage: run-in-vm.sh [-k KERNEL] [-w HOSTDIR] [-i INIT] [-n] [-m MiB] [-s CPUS] [-t SECS] [--] 'shell command'
 #   -k KERNEL   the kernel to boot: a family of .dcovm-kernels (ovpn-dco-v2, ovpn) or
 #               a release or its prefix (6.1, 6.17, 6.17.13+deb13-amd64); default
 #               $DCOVM_KERNEL, else the first line of .dcovm-kernels
 #   -w HOSTDIR  share HOSTDIR read-write at /mnt/work (the command's cwd), e.g. a checkout
+#   -i INIT     the guest's first process (default /sbin/dcovm-init; /sbin/sysvm-init
+#               boots systemd, scripts/sysvm-tests.sh); the command's markers and
+#               exit code travel the same way with either
 #   -n          qemu user-mode networking (guest 10.0.2.15, gw 10.0.2.2, dns 10.0.2.3)
 #   -m MiB      guest memory (default 1024)     -s CPUS  vCPUs (default 1; 2 only helps when alone)
 #   -t SECS     kill the guest after SECS seconds (default 600) -> exit 124
@@ -29,10 +32,10 @@ set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ROOT=${DCOVM_ROOT:-$REPO/.cache/dcovm/root}
 ACCEL=${DCOVM_ACCEL:-tcg,thread=multi}
-WORK="" NET=0 MEM=1024 SMP=1 TMO=600 KERNEL=${DCOVM_KERNEL:-}
+WORK="" NET=0 MEM=1024 SMP=1 TMO=600 KERNEL=${DCOVM_KERNEL:-} INIT=/sbin/dcovm-init
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "$1"; }
-while getopts "k:w:nm:s:t:h" o; do
-  case $o in k) KERNEL=$OPTARG;; w) WORK=$(realpath "$OPTARG");; n) NET=1;; m) MEM=$OPTARG;;
+while getopts "k:w:i:nm:s:t:h" o; do
+  case $o in k) KERNEL=$OPTARG;; w) WORK=$(realpath "$OPTARG");; i) INIT=$OPTARG;; n) NET=1;; m) MEM=$OPTARG;;
              s) SMP=$OPTARG;; t) TMO=$OPTARG;; h) usage 0;; *) usage 2;; esac
 done
 shift $((OPTIND-1)); [ "${1:-}" = "--" ] && shift
@@ -60,7 +63,7 @@ ROOTARGS="root=rootfs rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msiz
 args=(-accel "$ACCEL" -cpu max -smp "$SMP" -m "$MEM" -machine q35
   -display none -no-reboot -monitor none -serial stdio
   -kernel "$ROOT/boot/vmlinuz-$KVER" -initrd "$ROOT/boot/initrd.img-$KVER"
-  -append "console=ttyS0 $ROOTARGS ro init=/sbin/dcovm-init panic=-1 ${DCOVM_KARGS:-quiet loglevel=3}"
+  -append "console=ttyS0 $ROOTARGS ro init=$INIT panic=-1 ${DCOVM_KARGS:-quiet loglevel=3}"
   -fsdev local,id=rootfs,path="$ROOT",security_model=passthrough,readonly=on
   -device virtio-9p-pci,fsdev=rootfs,mount_tag=rootfs
   -fsdev local,id=ctl,path="$CTL",security_model=none
