@@ -25,7 +25,7 @@ from collections import deque
 from pathlib import Path
 
 from ..errors import BackendUnavailable
-from .inotify import DirectoryWatch
+from ..inotify import DirectoryWatch
 from .resolv_conf_backup import MovedAside, read_text
 from .resolv_conf_format import SystemPart, generate, is_ours, parse, vpn_values
 from .settings import ResolverSettings

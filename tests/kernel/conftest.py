@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import pytest_asyncio
 
 CLONE_NEWNET = 0x40000000
 TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
@@ -172,3 +173,20 @@ def leak_table(netns) -> Iterator[LeakTable]:
         yield t
     finally:
         t.nft.close()
+
+
+# -- split tunnelling (test_split_*.py) ------------------------------------
+@pytest_asyncio.fixture
+async def split(lab, tmp_path):
+    """support.splitlab.SplitLab on the leak lab: started, torn down after the test."""
+    from support.splitlab import SplitLab
+
+    s = await SplitLab(lab, tmp_path).start()
+    try:
+        yield s
+    finally:
+        try:
+            await s.teardown()
+            await s.nl.close()
+        finally:
+            s.close()

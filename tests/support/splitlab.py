@@ -1,0 +1,276 @@
+"""Split tunnelling against real traffic: the leak lab's small internet, a
+cgroup v2 subtree of the test's own, and prober processes placed in it.
+
+The network is support/leaklab.py's (client, router behind the uplink, far
+end behind the veth "tunnel" vpn0, OUTSIDE on both).  Added here:
+
+* echo servers in the router and the far end: UDP and TCP port 9999 on
+  OUTSIDE, UDP 53 on their own addresses (the router's is the uplink's
+  resolver, the far end's the tunnel's), each answering "router saw
+  ADDR" / "far saw ADDR": where the packet arrived and with which source
+  address, and the answer proves that replies find their way back;
+* `Prober`: a process in the client namespace that opens a socket per
+  probe (so its cgroup is the socket's) and reports the answer; `fork`
+  probes from a child forked at that moment;
+* `SplitLab.install()`: the module under test, driven directly as the
+  service will: netcfg.split.placements in a cgroup base the test made,
+  netcfg.split.rules through netcfg.kernel.nft, netcfg.split.routing's
+  rules and routes through a real ledger; `teardown()` is the ledger's undo,
+  the table's removal and the placements' close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from pyroute2 import AsyncIPRoute
+
+from netcfg.kernel import rtnl
+from netcfg.kernel.batch import RouteBatcher
+from netcfg.kernel.ledger import Ledger
+from netcfg.kernel.libnft import Nft
+from netcfg.kernel.netlink import Netlink
+from netcfg.kernel.nft import NftTable
+from netcfg.kernel.nftspec import TableContent
+from netcfg.kernel.uplink import UplinkView, main_table
+from netcfg.split import routing
+from netcfg.split.cgroups import Group, Hierarchy
+from netcfg.split.placements import Mode, Placements
+from netcfg.split.rules import SplitMarks, SplitRules, ruleset
+from netcfg.state import Journal
+
+from .leaklab import LAN4, LAN6, OUTSIDE4, OUTSIDE6, TUN4, TUN6, LeakLab
+from .netns import CLIENT_V4, CLIENT_V6
+from .nsenter import enter, in_netns, inside
+
+PORT, DNS_PORT = 9999, 53
+UPLINK_SRC = {4: CLIENT_V4, 6: CLIENT_V6}
+TUNNEL_SRC = {4: TUN4[0], 6: TUN6[0]}
+PROBE_TIMEOUT = 3.0
+
+ECHO = r"""
+import socket, sys, threading
+label = sys.argv[1]
+def udp(addr, port):
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    while True:
+        _, peer = s.recvfrom(512)
+        s.sendto(f"{label} saw {peer[0]}".encode(), peer)
+def tcp(port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port)); s.listen(1024)
+    while True:
+        c, peer = s.accept()
+        c.sendall(f"{label} saw {peer[0].removeprefix('::ffff:')}".encode()); c.close()
+for spec in sys.argv[2:]:
+    addr, port = spec.rsplit(",", 1)
+    threading.Thread(target=udp, args=(addr, int(port)), daemon=True).start()
+threading.Thread(target=tcp, args=(%d,), daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+""" % PORT
+
+PROBER = r"""
+import os, socket, sys
+def probe(proto, dst, port):
+    s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET,
+                      socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM)
+    s.settimeout(%f)
+    try:
+        s.connect((dst, int(port)))
+        if proto == "udp":
+            s.send(b"probe")
+        return "ok " + s.recv(512).decode()
+    except OSError as e:
+        return "failed " + type(e).__name__
+    finally:
+        s.close()
+for line in sys.stdin:
+    cmd, *args = line.split()
+    if cmd == "probe":
+        out = probe(*args)
+    elif cmd == "fork":
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.write(w, (probe(*args) + "\n").encode())
+            os._exit(0)
+        os.close(w)
+        out = os.read(r, 512).decode().strip()
+        os.close(r)
+        os.waitpid(child, 0)
+    elif cmd == "child":  # a child that stays, asleep, until stdin closes
+        child = os.fork()
+        if child == 0:
+            sys.stdin.read()
+            os._exit(0)
+        out = str(child)
+    print(out, flush=True)
+""" % PROBE_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Answer:
+    where: str | None  # "router" (the uplink), "far" (the tunnel), None (no answer)
+    source: str | None  # the source address the far side saw
+
+    def __str__(self) -> str:
+        return f"{self.where} from {self.source}" if self.where else "no answer"
+
+
+def answer(line: str) -> Answer:
+    parts = line.split()
+    if parts[:1] == ["ok"] and len(parts) == 4:
+        return Answer(parts[1], parts[3])
+    return Answer(None, None)
+
+
+class Prober:
+    """A process in the client namespace, probing on request (module doc)."""
+
+    def __init__(self, nsname: str, user: tuple[int, int] | None = None) -> None:
+        kw = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
+        self.proc = subprocess.Popen(["ip", "netns", "exec", nsname, sys.executable, "-c", PROBER],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **kw)
+        self.pid = self.proc.pid  # ip netns exec execs: this is the prober itself
+
+    async def ask(self, line: str) -> str:
+        def talk() -> str:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+            return self.proc.stdout.readline().strip()
+        return await asyncio.to_thread(talk)
+
+    async def probe(self, proto: str, dst: str, port: int = PORT, fork: bool = False) -> Answer:
+        return answer(await self.ask(f"{'fork' if fork else 'probe'} {proto} {dst} {port}"))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cgroup(self) -> str:
+        return cgroup_of(self.pid)
+
+
+def cgroup_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cgroup", encoding="ascii") as f:
+        return next(line[3:].strip() for line in f if line.startswith("0::"))
+
+
+PROBES = [(proto, dst) for proto in ("udp", "tcp") for dst in (OUTSIDE4, OUTSIDE6)]
+
+
+def version(dst: str) -> int:
+    return 6 if ":" in dst else 4
+
+
+class SplitLab:
+    def __init__(self, lab: LeakLab, tmp_path) -> None:
+        self.lab = lab
+        self.hierarchy = Hierarchy.find()
+        self.base = f"/nctest-{secrets.token_hex(4)}"
+        self.placements = Placements(self.hierarchy, self.base)
+        self.nft = Nft(thread_init=lambda: enter(lab.client.name))
+        self.table = NftTable()
+        self.nl = Netlink()
+        self.ledger = Ledger("split", self.nl, Journal(tmp_path))
+        self.tables, self.marks = routing.SplitTables(), SplitMarks()
+        self._echo: list[subprocess.Popen] = []
+        self.probers: list[Prober] = []
+
+    async def start(self) -> "SplitLab":
+        self.nl.ipr = AsyncIPRoute(netns=self.lab.client.name)
+        self.nl.routes = RouteBatcher()
+        with inside(self.lab.client.name):
+            self.nl.routes.open()
+        await self.placements.start()
+        self._echo_in(self.lab.router, "router", [f"{OUTSIDE4},{PORT}", f"{OUTSIDE6},{PORT}",
+                                                  f"{LAN4},{DNS_PORT}", f"{LAN6},{DNS_PORT}"])
+        self._echo_in(self.lab.far, "far", [f"{OUTSIDE4},{PORT}", f"{OUTSIDE6},{PORT}",
+                                            f"{TUN4[1]},{DNS_PORT}", f"{TUN6[1]},{DNS_PORT}"])
+        return self
+
+    def _echo_in(self, ns, label: str, udp: list[str]) -> None:
+        proc = ns.popen([sys.executable, "-c", ECHO, label, *udp], stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE, text=True)
+        self._echo.append(proc)
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the echo server in {ns.name} did not start")
+
+    def prober(self, user: tuple[int, int] | None = None) -> Prober:
+        p = Prober(self.lab.client.name, user)
+        self.probers.append(p)
+        return p
+
+    def policy(self, include: bool = False, tunnel: bool = True, **kw) -> SplitRules:
+        return SplitRules(bypass=self.placements.match(Mode.BYPASS), vpn_only=self.placements.match(Mode.VPN_ONLY),
+                          include=include, tunnels=frozenset({self.lab.tunnel_index}) if tunnel else frozenset(),
+                          marks=self.marks, **kw)
+
+    async def install(self, policy: SplitRules, extra: TableContent = TableContent()) -> None:
+        """The table (with `extra`, e.g. leak protection's chains), then routes and rules."""
+        await self.table.replace(self.nft, ruleset(policy).merge(extra))
+        tunnel = self.lab.tunnel_index if policy.tunnels else None
+        view = UplinkView(await self._main_table())
+        gateways = {socket.AF_INET: TUN4[1], socket.AF_INET6: TUN6[1]}  # a veth needs them; a tun would not
+        await self.ledger.apply(routing.bypass_routes(self.tables, view)
+                                + routing.vpn_routes(self.tables, tunnel, gateways))
+        await self.ledger.apply(routing.policy_rules(self.tables, self.marks, policy.include))
+
+    async def _main_table(self):
+        sock = in_netns(self.lab.client.name, rtnl.dump_socket)
+        try:
+            return await main_table({self.lab.tunnel_index}, sock)
+        finally:
+            sock.close()
+
+    async def place(self, prober: Prober, mode: Mode | None, caller_uid: int = 0) -> str:
+        return await self.placements.place(prober.pid, mode, caller_uid)
+
+    async def teardown(self) -> list[Exception]:
+        errors = await self.ledger.undo()
+        await self.table.remove(self.nft)
+        errors += await self.placements.close()
+        return errors
+
+    def cgroups_left(self) -> list[str]:
+        d = self.hierarchy.dir(self.base)
+        return [root for root, _, _ in os.walk(d)]
+
+    def close(self) -> None:
+        """Whatever a failed test left: processes, cgroups, contexts."""
+        for p in self.probers:
+            p.stop()
+        for proc in self._echo:
+            proc.kill()
+            proc.wait()
+        for root, _dirs, _ in sorted(os.walk(self.hierarchy.dir(self.base)), key=lambda w: -len(w[0])):
+            path = root[len(self.hierarchy.mount):] or "/"
+            try:
+                self.hierarchy.remove(Group(path))
+            except Exception:  # noqa: BLE001 (best effort after a failure)
+                pass
+        self.nft.close()
+
+
+async def wait_for(condition, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll `condition()` until true (tests never sleep a fixed time)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
