@@ -68,8 +68,10 @@ class SplitMarks:
 class SplitRules:
     """Everything the chains depend on."""
 
-    # The groups to match (None: that mode is not offered).  A group's id is
-    # part of the value: a group made anew needs the rules loaded anew.
+    # The groups to match (None: that mode is not offered: its programs are
+    # routed like any other, e.g. bypass while lockdown forbids it).  A
+    # group's id is part of the value: a group made anew needs the rules
+    # loaded anew.
     bypass: CgroupMatch | None = None
     vpn_only: CgroupMatch | None = None
     include: bool = False  # unplaced programs keep the uplink (routing.py) and never enter a tunnel
@@ -82,10 +84,12 @@ class SplitRules:
 def ruleset(policy: SplitRules) -> TableContent:
     """The split-tunnelling chains for `policy` (pure)."""
     m = policy.marks
-    ours = {"set": [m.bypass, m.vpn_only]}
     unmarked = match(meta("mark"), 0)
     placed = [(g, mark, name) for g, mark, name in ((policy.bypass, m.bypass, "bypass"),
                                                      (policy.vpn_only, m.vpn_only, "vpn-only")) if g]
+    if not placed:
+        return TableContent()
+    ours = one_or_set([mark for _, mark, _ in placed])
     route = [Rule((unmarked, match({"ct": {"key": "mark"}}, ours), _set_mark({"ct": {"key": "mark"}})),
                   "packets of placed programs' connections")]
     route += [Rule((unmarked, _in_cgroup(group), _set_mark(mark), _set_ct_mark(mark)), f"{name} programs")
@@ -107,7 +111,7 @@ def ruleset(policy: SplitRules) -> TableContent:
 def _guard(policy: SplitRules) -> list[Rule]:
     m, tunnels = policy.marks, sorted(policy.tunnels)
     rules = []
-    if tunnels:
+    if tunnels and policy.bypass:
         rules.append(Rule((match(meta("mark"), m.bypass), match(meta("oif"), one_or_set(tunnels)),
                            counter(GUARD_COUNTERS["bypass"]), DROP), "bypass programs never use a tunnel"))
     rules.append(Rule((match(meta("mark"), m.vpn_only),

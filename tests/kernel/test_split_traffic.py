@@ -92,3 +92,47 @@ async def test_a_moved_program_changes_path_for_new_connections(split):
     await split.place(prober, None)
     assert prober.cgroup() == before  # back where it came from
     assert await paths(prober) == want(by_tunnel)
+
+
+async def test_bypassed_dns_goes_to_the_uplink_resolver_not_the_tunnels(split):
+    import ipaddress
+
+    from support.leaklab import LAN4, LAN6, TUN4, TUN6
+
+    split.lab.redirect()
+    await split.install(split.policy(tunnel_dns=(ipaddress.ip_address(TUN4[1]), ipaddress.ip_address(TUN6[1])),
+                                     uplink_dns=(ipaddress.ip_address(LAN4), ipaddress.ip_address(LAN6))))
+    placed, other = split.prober(), split.prober()
+    await split.place(placed, Mode.BYPASS)
+    for resolver in (TUN4[1], TUN6[1]):  # what resolv.conf names while the VPN is up
+        assert await placed.probe("udp", resolver, 53) == by_uplink(resolver)  # answered by the router
+        assert await other.probe("udp", resolver, 53) == by_tunnel(resolver)
+
+
+async def test_bypassed_dns_is_dropped_when_the_uplink_has_no_resolver(split):
+    import ipaddress
+
+    from support.leaklab import TUN4
+
+    split.lab.redirect()
+    await split.install(split.policy(tunnel_dns=(ipaddress.ip_address(TUN4[1]),)))
+    placed = split.prober()
+    await split.place(placed, Mode.BYPASS)
+    assert await placed.probe("udp", TUN4[1], 53) == NOWHERE
+
+
+async def test_strict_reverse_path_filter_needs_src_valid_mark(split):
+    """Replies to a bypassed program arrive on the uplink for the tunnel's
+    address: strict rp_filter drops them unless it may use the mark, which
+    split_replies puts back on them (docs/split-tunnel.md, limits)."""
+    client = split.lab.client
+    split.lab.redirect()
+    await split.install(split.policy())
+    placed = split.prober()
+    await split.place(placed, Mode.BYPASS)
+    for key in ("all", "uplink0"):
+        client.sysctl(f"net.ipv4.conf.{key}.rp_filter", "1")
+    assert await placed.probe("udp", "203.0.113.7") == NOWHERE
+    client.sysctl("net.ipv4.conf.uplink0.src_valid_mark", "1")
+    assert await placed.probe("udp", "203.0.113.7") == by_uplink("203.0.113.7")
+    assert await placed.probe("tcp", "203.0.113.7") == by_uplink("203.0.113.7")

@@ -94,6 +94,7 @@ def probe(proto, dst, port):
         return "failed " + type(e).__name__
     finally:
         s.close()
+print("ready", flush=True)
 for line in sys.stdin:
     cmd, *args = line.split()
     if cmd == "probe":
@@ -138,10 +139,13 @@ class Prober:
     """A process in the client namespace, probing on request (module doc)."""
 
     def __init__(self, nsname: str, user: tuple[int, int] | None = None) -> None:
-        kw = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
-        self.proc = subprocess.Popen(["ip", "netns", "exec", nsname, sys.executable, "-c", PROBER],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **kw)
-        self.pid = self.proc.pid  # ip netns exec execs: this is the prober itself
+        # Into the namespace as root, then the user's UIDs (setpriv execs too).
+        as_user = ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups"] if user else []
+        self.proc = subprocess.Popen(["ip", "netns", "exec", nsname, *as_user, sys.executable, "-c", PROBER],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid  # ip netns exec (and setpriv) exec: this is the prober itself
+        if self.proc.stdout.readline().strip() != "ready":  # exec'd into, as the user
+            raise RuntimeError(f"the prober did not start (exit status {self.proc.wait()})")
 
     async def ask(self, line: str) -> str:
         def talk() -> str:
