@@ -70,7 +70,11 @@ def tcp(port):
     s.bind(("::", port)); s.listen(1024)
     while True:
         c, peer = s.accept()
-        c.sendall(f"{label} saw {peer[0].removeprefix('::ffff:')}".encode()); c.close()
+        try:
+            c.sendall(f"{label} saw {peer[0].removeprefix('::ffff:')}".encode())
+        except OSError:  # reset by a bench burst already
+            pass
+        c.close()
 for spec in sys.argv[2:]:
     addr, port = spec.rsplit(",", 1)
     threading.Thread(target=udp, args=(addr, int(port)), daemon=True).start()
@@ -94,6 +98,33 @@ def probe(proto, dst, port):
         return "failed " + type(e).__name__
     finally:
         s.close()
+def burst(n, dst, port):  # n connections at once (bench/split.py): seconds until all are up, failures
+    import resource, selectors, struct, time
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n + 64, max(n + 64, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
+    fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    sel, socks, failed = selectors.DefaultSelector(), [], 0
+    start = time.perf_counter()
+    for _ in range(n):
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect_ex((dst, port))
+        sel.register(s, selectors.EVENT_WRITE)
+        socks.append(s)
+    pending = n
+    while pending:
+        ready = sel.select(10)
+        if not ready:
+            failed += pending
+            break
+        for key, _ in ready:
+            failed += key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0
+            sel.unregister(key.fileobj)
+            pending -= 1
+    elapsed = time.perf_counter() - start
+    for s in socks:  # a reset, no TIME-WAIT: the next burst has its ports
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    return f"{elapsed:.6f} {failed}"
 print("ready", flush=True)
 for line in sys.stdin:
     cmd, *args = line.split()
@@ -109,6 +140,8 @@ for line in sys.stdin:
         out = os.read(r, 512).decode().strip()
         os.close(r)
         os.waitpid(child, 0)
+    elif cmd == "burst":
+        out = burst(int(args[0]), args[1], int(args[2]))
     elif cmd == "child":  # a child that stays, asleep, until stdin closes
         child = os.fork()
         if child == 0:
