@@ -99,11 +99,16 @@ class DirectoryWatch:
             self.on_event(mask, name)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            if self._loop is not None:
-                self._loop.remove_reader(self.fd)
-            os.close(self.fd)
-            self.fd = -1
+        _close(self)
+
+
+def _close(watch) -> None:
+    """Stop reading a watch's inotify descriptor and close it (idempotent)."""
+    if watch.fd >= 0:
+        if watch._loop is not None:
+            watch._loop.remove_reader(watch.fd)
+        os.close(watch.fd)
+        watch.fd = -1
 
 
 class FileWatches:
@@ -151,10 +156,6 @@ class FileWatches:
             on_event(mask)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            if self._loop is not None:
-                self._loop.remove_reader(self.fd)
-            os.close(self.fd)
-            self.fd = -1
+        _close(self)
         self._by_wd.clear()
         self._by_path.clear()
