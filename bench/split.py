@@ -42,7 +42,8 @@ RESULTS = common.REPO / "bench" / "results" / "split.json"
 
 
 async def burst(prober, conns: int) -> float:
-    seconds, failed = (await prober.ask(f"burst {conns} {OUTSIDE4} {PORT}")).split()
+    # A burst's selects give up after 10 s without progress; 2 min bounds the whole.
+    seconds, failed = (await prober.ask(f"burst {conns} {OUTSIDE4} {PORT}", timeout=120)).split()
     if int(failed):
         raise RuntimeError(f"{failed} of {conns} connections failed")
     return float(seconds)
@@ -53,7 +54,8 @@ async def run(conns: int, reps: int) -> dict:
     lab = split = None
     try:
         lab = LeakLab.build(ns)
-        split = await SplitLab(lab, Path(tempfile.mkdtemp(prefix="netcfg-bench-split-"))).start()
+        split = SplitLab(lab, Path(tempfile.mkdtemp(prefix="netcfg-bench-split-")))
+        await split.start()
         prober = split.prober()
         times: dict[str, list[float]] = {"baseline": [], "marked": []}
         await burst(prober, conns)  # warm-up: modules loaded, caches filled

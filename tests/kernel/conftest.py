@@ -178,11 +178,13 @@ def leak_table(netns) -> Iterator[LeakTable]:
 # -- split tunnelling (test_split_*.py) ------------------------------------
 @pytest_asyncio.fixture
 async def split(lab, tmp_path):
-    """support.splitlab.SplitLab on the leak lab: started, torn down after the test."""
+    """support.splitlab.SplitLab on the leak lab: started, torn down after the
+    test, and its processes and cgroups gone even if the test or the start failed."""
     from support.splitlab import SplitLab
 
-    s = await SplitLab(lab, tmp_path).start()
+    s = SplitLab(lab, tmp_path)
     try:
+        await s.start()
         yield s
     finally:
         try:

@@ -17,6 +17,7 @@ from netcfg.split.cgroups import Group
 from netcfg.split.placements import Mode
 from netcfg.split.rules import ruleset
 from support.leaklab import MARK, OUTSIDE4, OUTSIDE6
+from support.lines import read_line
 from support.netns import assert_no_leaks
 from support.splitlab import TUNNEL_SRC, UPLINK_SRC, Answer, cgroup_of, wait_for
 from support.users import ensure_users
@@ -149,7 +150,7 @@ async def test_a_set_uid_program_is_not_its_users_to_move(split):
     code = f"import os, sys; os.setresuid({me.uid}, 0, 0); print('ready', flush=True); sys.stdin.read()"
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "ready"  # real UID the user's, effective root
+        assert read_line(proc, "the set-UID stand-in starting") == "ready"  # real UID the user's, effective root
         with pytest.raises(NotAuthorized):
             await split.placements.place(proc.pid, Mode.BYPASS, me.uid)
     finally:
@@ -159,7 +160,7 @@ async def test_a_set_uid_program_is_not_its_users_to_move(split):
 
 async def test_bad_targets_get_clear_errors(split):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()  # reaped: its pid names nobody (or, much later, someone else)
+    proc.wait(30)  # reaped: its pid names nobody (or, much later, someone else)
     with pytest.raises(NotFound):
         await split.placements.place(proc.pid, Mode.BYPASS, 0)
     for bad in (0, -1):

@@ -11,7 +11,10 @@ end behind the veth "tunnel" vpn0, OUTSIDE on both).  Added here:
   address, and the answer proves that replies find their way back;
 * `Prober`: a process in the client namespace that opens a socket per
   probe (so its cgroup is the socket's) and reports the answer; `fork`
-  probes from a child forked at that moment;
+  probes from a child forked at that moment, `child` leaves a child
+  asleep until the prober exits (it waits on a pipe of its own, never on
+  the prober's stdin: it would take the prober's next request).  Every
+  answer is awaited within a bound (support/lines.py);
 * `SplitLab.install()`: the module under test, driven directly as the
   service will: netcfg.split.placements in a cgroup base the test made,
   netcfg.split.rules through netcfg.kernel.nft, netcfg.split.routing's
@@ -40,12 +43,13 @@ from netcfg.kernel.nft import NftTable
 from netcfg.kernel.nftspec import TableContent
 from netcfg.kernel.uplink import UplinkView, main_table
 from netcfg.split import routing
-from netcfg.split.cgroups import Group, Hierarchy
+from netcfg.split.cgroups import Group, Hierarchy, cgroup_in
 from netcfg.split.placements import Mode, Placements
 from netcfg.split.rules import SplitMarks, SplitRules, ruleset
 from netcfg.state import Journal
 
 from .leaklab import LAN4, LAN6, OUTSIDE4, OUTSIDE6, TUN4, TUN6, LeakLab
+from .lines import ANSWER_TIMEOUT, read_line
 from .netns import CLIENT_V4, CLIENT_V6
 from .nsenter import enter, in_netns, inside
 
@@ -125,6 +129,7 @@ def burst(n, dst, port):  # n connections at once (bench/split.py): seconds unti
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()
     return f"{elapsed:.6f} {failed}"
+children = []  # write ends of the pipes the "child" children wait on
 print("ready", flush=True)
 for line in sys.stdin:
     cmd, *args = line.split()
@@ -142,11 +147,21 @@ for line in sys.stdin:
         os.waitpid(child, 0)
     elif cmd == "burst":
         out = burst(int(args[0]), args[1], int(args[2]))
-    elif cmd == "child":  # a child that stays, asleep, until stdin closes
+    elif cmd == "child":  # a child that stays, asleep, until the prober exits
+        # Not on stdin: the child would race us for the next request.  It
+        # waits on a pipe of its own, whose write end only the prober
+        # holds, and gives back our stdin and stdout (module doc).
+        r, w = os.pipe()
         child = os.fork()
         if child == 0:
-            sys.stdin.read()
+            os.close(w)
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            os.read(r, 1)  # EOF when the prober exits
             os._exit(0)
+        os.close(r)
+        children.append(w)
         out = str(child)
     print(out, flush=True)
 """ % PROBE_TIMEOUT
@@ -177,35 +192,44 @@ class Prober:
         self.proc = subprocess.Popen(["ip", "netns", "exec", nsname, *as_user, sys.executable, "-c", PROBER],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.pid = self.proc.pid  # ip netns exec (and setpriv) exec: this is the prober itself
-        if self.proc.stdout.readline().strip() != "ready":  # exec'd into, as the user
-            raise RuntimeError(f"the prober did not start (exit status {self.proc.wait()})")
+        ready = read_line(self.proc, f"the prober in {nsname} starting")  # exec'd into, as the user
+        if ready != "ready":
+            self.proc.kill()
+            raise AssertionError(f"the prober in {nsname} did not start: {ready!r}")
 
-    async def ask(self, line: str) -> str:
+    async def ask(self, line: str, timeout: float = ANSWER_TIMEOUT) -> str:
+        """Send one request, wait for its one-line answer (at most `timeout` s:
+        then the prober is killed and the test fails, support/lines.py)."""
         def talk() -> str:
             self.proc.stdin.write(line + "\n")
             self.proc.stdin.flush()
-            return self.proc.stdout.readline().strip()
+            return read_line(self.proc, f"prober {self.pid} answering {line!r}", timeout)
         return await asyncio.to_thread(talk)
 
     async def probe(self, proto: str, dst: str, port: int = PORT, fork: bool = False) -> Answer:
         return answer(await self.ask(f"{'fork' if fork else 'probe'} {proto} {dst} {port}"))
 
     def stop(self) -> None:
+        """Close its stdin (it exits, and so does its "child"); kill it if it does not."""
         if self.proc.poll() is None:
-            self.proc.stdin.close()
+            try:
+                self.proc.stdin.close()
+            except OSError:  # BrokenPipeError: it is gone already
+                pass
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc.stdout.close()
 
     def cgroup(self) -> str:
         return cgroup_of(self.pid)
 
 
 def cgroup_of(pid: int) -> str:
-    with open(f"/proc/{pid}/cgroup", encoding="ascii") as f:
-        return next(line[3:].strip() for line in f if line.startswith("0::"))
+    with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+        return cgroup_in(f.read())
 
 
 PROBES = [(proto, dst) for proto in ("udp", "tcp") for dst in (OUTSIDE4, OUTSIDE6)]
@@ -245,8 +269,8 @@ class SplitLab:
         proc = ns.popen([sys.executable, "-c", ECHO, label, *udp], stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE, text=True)
         self._echo.append(proc)
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the echo server in {ns.name} did not start")
+        if read_line(proc, f"the echo server in {ns.name} starting") != "ready":
+            raise AssertionError(f"the echo server in {ns.name} did not start")
 
     def prober(self, user: tuple[int, int] | None = None) -> Prober:
         p = Prober(self.lab.client.name, user)
@@ -304,7 +328,7 @@ class SplitLab:
         self.nft.close()
 
 
-async def wait_for(condition, timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:
     """Poll `condition()` until true (tests never sleep a fixed time)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
