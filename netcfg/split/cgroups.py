@@ -35,6 +35,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 from dataclasses import dataclass
 
 from ..errors import KernelRefused, NetcfgError
@@ -54,7 +55,13 @@ class CgroupsUnavailable(NetcfgError):
 def cgroup2_mount(mountinfo: str) -> str | None:
     """The mount point of the unified hierarchy, from /proc/self/mountinfo's text.
 
-    Preferred: the one below /sys/fs/cgroup (nft can name its cgroups).
+    Both layouts systemd knows: "unified" (cgroup2 at /sys/fs/cgroup: Debian
+    12, Fedora, any systemd >= 247 by default) and "hybrid" (v1 controllers
+    in a tmpfs at /sys/fs/cgroup, cgroup2 at /sys/fs/cgroup/unified: older
+    systemd, and machines without systemd that mount it there, like our
+    test machines).  Only a mount of the hierarchy's root counts (field 4
+    is "/"; a bind mount of a subtree is not the hierarchy).  Preferred:
+    the one at or below /sys/fs/cgroup, where nft finds cgroups.
     """
     points = []
     for line in mountinfo.splitlines():
@@ -63,9 +70,14 @@ def cgroup2_mount(mountinfo: str) -> str | None:
             continue
         fstype = line.split(" - ", 1)[1].split()[0]
         if fstype == "cgroup2" and fields[3] == "/":
-            points.append(fields[4].replace("\\040", " "))
+            points.append(_unescape(fields[4]))
     under = [p for p in points if p == SYS_FS_CGROUP or p.startswith(SYS_FS_CGROUP + "/")]
     return (under or points or [None])[0]
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def cgroup_in(proc_cgroup: str) -> str:
@@ -107,9 +119,12 @@ class Hierarchy:
         self.mount = mount.rstrip("/") or "/"
 
     @classmethod
-    def find(cls) -> "Hierarchy":
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            mount = cgroup2_mount(f.read())
+    def find(cls, mountinfo: str | None = None) -> "Hierarchy":
+        """The hierarchy this system has mounted (`mountinfo`: that file's text, else ours)."""
+        if mountinfo is None:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+                mountinfo = f.read()
+        mount = cgroup2_mount(mountinfo)
         if mount is None:
             raise CgroupsUnavailable("no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup)")
         return cls(mount)

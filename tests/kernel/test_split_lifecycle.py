@@ -13,7 +13,7 @@ import pytest
 from netcfg.errors import InvalidArgument, NotAuthorized, NotFound
 from netcfg.leak.rules import LeakRules
 from netcfg.leak.rules import ruleset as leak_ruleset
-from netcfg.split.cgroups import Group
+from netcfg.split.cgroups import Group, Hierarchy
 from netcfg.split.placements import Mode
 from netcfg.split.rules import ruleset
 from support.leaklab import MARK, OUTSIDE4, OUTSIDE6
@@ -25,6 +25,15 @@ from support.users import ensure_users
 pytestmark = pytest.mark.asyncio
 
 NOWHERE = Answer(None, None)
+
+
+async def test_this_machines_hierarchy_is_found():
+    """In whichever layout this machine has (tests/unit has both): the
+    hierarchy's root and the test's own cgroup are where it says."""
+    h = Hierarchy.find()
+    assert os.path.isfile(os.path.join(h.dir("/"), "cgroup.procs")), h.mount
+    assert os.path.isdir(h.dir(cgroup_of(os.getpid())))
+    assert h.nft_path("/a/b").endswith("a/b")  # below /sys/fs/cgroup: nft can name our groups
 
 
 def nft_tables(ns) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+import pytest
 from hypothesis import given, strategies as st
 
 from netcfg.kernel.nftscript import expression, script
@@ -14,29 +15,55 @@ from netcfg.kernel.uplink import Hop, UplinkView
 from netcfg.leak.rules import LeakRules
 from netcfg.leak.rules import ruleset as leak_ruleset
 from netcfg.split import routing
-from netcfg.split.cgroups import Hierarchy, cgroup2_mount, cgroup_in, default_base
+from netcfg.split.cgroups import CgroupsUnavailable, Hierarchy, cgroup2_mount, cgroup_in, default_base
 from netcfg.split.placements import CgroupMatch
 from netcfg.split.rules import SplitRules, ruleset
 
+# /proc/self/mountinfo as the two layouts write it (optional fields and all).
+# Hybrid: this build machine (no systemd; cgroup2 at /sys/fs/cgroup/unified
+# beside the v1 controllers), as older systemd mounts it too.
 HYBRID = """\
-25 1 0:23 / /sys rw - sysfs sysfs rw
-30 25 0:26 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
-31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
-32 30 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd
+25 1 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 """
-UNIFIED = "40 1 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+# Unified: a fresh Debian 12 (systemd 252), as CI's machines may be.
+UNIFIED = """\
+22 27 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+25 22 0:23 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+"""
 
 
-def test_the_hierarchy_is_found_in_mountinfo():
-    assert cgroup2_mount(HYBRID) == "/sys/fs/cgroup/unified"
-    assert cgroup2_mount(UNIFIED) == "/sys/fs/cgroup"
-    assert cgroup2_mount("99 1 0:40 / /mnt/cg rw - cgroup2 none rw\n" + UNIFIED) == "/sys/fs/cgroup"
-    assert cgroup2_mount(HYBRID.replace("cgroup2 cgroup2", "cgroup cgroup")) is None
+@pytest.mark.parametrize("mountinfo, mount, nft_path", [
+    (HYBRID, "/sys/fs/cgroup/unified", "unified/netcfg/bypass"),
+    (UNIFIED, "/sys/fs/cgroup", "netcfg/bypass"),
+], ids=["hybrid", "unified"])
+def test_the_hierarchy_is_found_in_both_layouts(mountinfo, mount, nft_path):
+    h = Hierarchy.find(mountinfo)
+    assert h.mount == mount
+    assert h.dir("/") == mount and h.dir("/netcfg/bypass") == f"{mount}/netcfg/bypass"
+    assert h.nft_path("/netcfg/bypass") == nft_path
+    assert Hierarchy.level("/netcfg/bypass") == 2  # the depth in the hierarchy, whatever the mount
+
+
+def test_which_cgroup2_mount_counts():
+    elsewhere = "99 1 0:40 / /mnt/cg rw - cgroup2 none rw\n"
+    assert cgroup2_mount(elsewhere + UNIFIED) == "/sys/fs/cgroup"  # the one nft can name
+    assert cgroup2_mount(elsewhere) == "/mnt/cg"
+    with pytest.raises(CgroupsUnavailable, match="only below /sys/fs/cgroup"):
+        Hierarchy.find(elsewhere).nft_path("/netcfg/bypass")
+    subtree = "50 25 0:23 /user.slice /srv/cg rw shared:9 - cgroup2 cgroup2 rw\n"
+    assert cgroup2_mount(subtree) is None  # a bind mount of a subtree is not the hierarchy
+    assert cgroup2_mount("99 1 0:40 / /mnt/c\\040g rw - cgroup2 none rw\n") == "/mnt/c g"
+    v1_only = HYBRID.replace("cgroup2 cgroup2", "cgroup cgroup")
+    assert cgroup2_mount(v1_only) is None
+    with pytest.raises(CgroupsUnavailable, match="no cgroup v2 hierarchy"):
+        Hierarchy.find(v1_only)
 
 
 def test_paths_nft_names_and_levels():
-    h = Hierarchy("/sys/fs/cgroup/unified")
-    assert h.nft_path("/netcfg/bypass") == "unified/netcfg/bypass"
     assert Hierarchy.level("/netcfg/bypass") == 2
     assert Hierarchy.level("/system.slice/netcfg.service/bypass") == 3
     assert cgroup_in("1:name=systemd:/\n0::/user.slice/session-2.scope\n") == "/user.slice/session-2.scope"
