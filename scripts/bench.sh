@@ -35,6 +35,9 @@ echo
 echo "Leak protection: what its rules add to Establish (bench/leak.py):"
 .venv/bin/python bench/leak.py
 echo
+echo "Split tunnelling: 1,000 parallel connections through the marking rules (bench/split.py):"
+.venv/bin/python bench/split.py
+echo
 echo "NetworkChange fan-out of one Establish (bench/FANOUT.md), on dbus-daemon:"
 .venv/bin/python bench/fanout.py
 echo

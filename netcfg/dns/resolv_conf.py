@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..atomic_file import write_atomically
 from ..errors import BackendUnavailable
-from .inotify import DirectoryWatch
+from ..inotify import DirectoryWatch
 from .resolv_conf_backup import MovedAside, read_text
 from .resolv_conf_format import SystemPart, generate, is_ours, parse, vpn_values
 from .settings import ResolverSettings

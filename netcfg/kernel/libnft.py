@@ -141,6 +141,16 @@ class Nft:
             raise KernelRefused(op, obj, errno_of(error), " ".join(lines) or error.strip()[:300])
         return output.get("nftables", []) if isinstance(output, dict) else []
 
+    def execute_script(self, op: str, obj: object, text: str) -> None:
+        """Run one batch written in nft's language (kernel/nftscript.py), on this
+        context's thread only; one transaction, refusals as in `execute`."""
+        if self._ctx is None:
+            self._ctx = self._open()
+        rc, _output, error = self._ctx.cmd(text)
+        if rc != 0:
+            lines = [line.strip() for line in error.splitlines() if line.startswith("Error")]
+            raise KernelRefused(op, obj, errno_of(error), " ".join(lines) or error.strip()[:300])
+
     def _open_pool(self) -> ThreadPoolExecutor:
         # Never None: run_in_executor(None) would run on the loop's default
         # pool, whose threads may be in another network namespace.

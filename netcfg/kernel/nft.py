@@ -22,6 +22,7 @@ from errno import ENOENT
 
 from ..errors import KernelRefused
 from .libnft import Nft
+from .nftscript import script
 from .nftspec import Present, TableContent, delete_commands, replace_commands
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,19 @@ class NftTable:
         present = nft.known.get(self)
         if present is not None:
             try:
-                nft.execute("replace", self, replace_commands(self.family, self.name, content, present))
+                self._run_replace(nft, content, present)
                 nft.known[self] = Present.of(content)
                 return
             except KernelRefused as e:
                 log.info("%s changed behind our back (%s); reading it again", self, e)
         present = Present.from_listing(self._list_sync(nft))
-        nft.execute("replace", self, replace_commands(self.family, self.name, content, present))
+        self._run_replace(nft, content, present)
         nft.known[self] = Present.of(content)
+
+    def _run_replace(self, nft: Nft, content: TableContent, present: Present) -> None:
+        # As text, not JSON: a split-tunnelling rule (`socket cgroupv2`) has
+        # no JSON form, and one batch is one language (kernel/nftscript.py).
+        nft.execute_script("replace", self, script(replace_commands(self.family, self.name, content, present)))
 
     async def remove(self, nft: Nft) -> None:
         """Delete the table; already gone counts as done."""

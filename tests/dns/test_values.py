@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from netcfg.dns import inotify, resolv_conf_format as fmt
+from netcfg import inotify
+from netcfg.dns import resolv_conf_format as fmt
 from netcfg.dns.order import DnsManager
 from netcfg.dns.resolv_conf_backup import BACKUP_SUFFIX, RECORD_NAME, MovedAside, Record
 from netcfg.dns.settings import (

@@ -226,3 +226,22 @@ def leak_table(netns) -> Iterator[LeakTable]:
         yield t
     finally:
         t.nft.close()
+
+
+# -- split tunnelling (test_split_*.py) ------------------------------------
+@pytest_asyncio.fixture
+async def split(lab, tmp_path):
+    """support.splitlab.SplitLab on the leak lab: started, torn down after the
+    test, and its processes and cgroups gone even if the test or the start failed."""
+    from support.splitlab import SplitLab
+
+    s = SplitLab(lab, tmp_path)
+    try:
+        await s.start()
+        yield s
+    finally:
+        try:
+            await s.teardown()
+            await s.nl.close()
+        finally:
+            s.close()

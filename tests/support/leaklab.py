@@ -43,6 +43,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
+from .lines import read_line
 from .netns import Netns
 from .nsenter import in_netns
 
@@ -152,8 +153,8 @@ class LeakLab:
         proc = ns.popen([sys.executable, "-c", LISTENER, *map(str, TCP_PORTS)],
                         stdout=subprocess.PIPE, text=True)
         self._listeners.append(proc)
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the TCP listener in {ns.name} did not start")
+        if read_line(proc, f"the TCP listener in {ns.name} starting") != "ready":
+            raise AssertionError(f"the TCP listener in {ns.name} did not start")
 
     def delete(self) -> None:
         for proc in self._listeners:

@@ -5,16 +5,18 @@ the making thread's namespace; afterwards it works from any thread.  So:
 
 * ``in_netns(name, fn, *args)`` runs ``fn`` on a short-lived thread inside
   the namespace and returns its result (sockets made there stay there);
+* ``inside(name)`` switches the calling thread for a block (no awaits in it);
 * ``enter(name)`` moves the *calling* thread for good: for a dedicated
   worker thread's initializer (``netcfg.kernel.libnft.Nft(thread_init=...)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -48,3 +50,18 @@ def in_netns(name: str, fn: Callable[..., T], *args) -> T:
     if not ok:
         raise value
     return value
+
+
+@contextlib.contextmanager
+def inside(name: str) -> Iterator[None]:
+    """The calling thread in the namespace for the block, then back (no awaits inside)."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        enter(name)
+        try:
+            yield
+        finally:
+            if _libc.setns(home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back to the test's namespace")
+    finally:
+        os.close(home)

@@ -1,4 +1,8 @@
-"""inotify(7) through ctypes, read by the asyncio loop: watch one directory.
+"""inotify(7) through ctypes, read by the asyncio loop: one directory, or many files.
+
+`DirectoryWatch` follows resolv.conf's directory (dns/resolv_conf.py);
+`FileWatches` follows many files on one descriptor (the `cgroup.events`
+of split tunnelling's cgroups, netcfg/split/cgroups.py).
 
 Why not a package: asyncinotify (maintained, ctypes-based itself) and
 inotify_simple would do, but what we need is one non-blocking fd, one watch
@@ -50,13 +54,17 @@ def _check(result: int, what: str) -> int:
 
 def parse_events(data: bytes) -> list[tuple[int, str]]:
     """(mask, name) of each event in one read."""
+    return [(mask, name) for _wd, mask, name in _parse(data)]
+
+
+def _parse(data: bytes) -> list[tuple[int, int, str]]:
     events, pos = [], 0
     while pos + _EVENT.size <= len(data):
-        _wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
+        wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
         pos += _EVENT.size
         name = data[pos:pos + length].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         pos += length
-        events.append((mask, name))
+        events.append((wd, mask, name))
     return events
 
 
@@ -91,8 +99,63 @@ class DirectoryWatch:
             self.on_event(mask, name)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            if self._loop is not None:
-                self._loop.remove_reader(self.fd)
-            os.close(self.fd)
-            self.fd = -1
+        _close(self)
+
+
+def _close(watch) -> None:
+    """Stop reading a watch's inotify descriptor and close it (idempotent)."""
+    if watch.fd >= 0:
+        if watch._loop is not None:
+            watch._loop.remove_reader(watch.fd)
+        os.close(watch.fd)
+        watch.fd = -1
+
+
+class FileWatches:
+    """Many watched files on one inotify descriptor, read by the loop.
+
+    `add(path, on_event)` calls `on_event(mask)` for each event on that
+    file until `remove(path)`; a file that goes away ends its watch
+    (IN_IGNORED) by itself.
+    """
+
+    def __init__(self, mask: int = IN_MODIFY) -> None:
+        self.mask = mask
+        self.fd = -1
+        self._by_wd: dict[int, tuple[str, Callable[[int], None]]] = {}
+        self._by_path: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self.fd = _check(_libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC), "inotify_init1")
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.fd, self._readable)
+
+    def add(self, path: str, on_event: Callable[[int], None]) -> None:
+        wd = _check(_libc.inotify_add_watch(self.fd, os.fsencode(path), self.mask), f"inotify_add_watch {path}")
+        self._by_wd[wd] = (path, on_event)
+        self._by_path[path] = wd
+
+    def remove(self, path: str) -> None:
+        wd = self._by_path.pop(path, None)
+        if wd is not None and self._by_wd.pop(wd, None) is not None:
+            _libc.inotify_rm_watch(self.fd, wd)  # EINVAL if the kernel ended it already: fine
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fd, 64 * 1024)
+        except BlockingIOError:
+            return
+        for wd, mask, _name in _parse(data):
+            path, on_event = self._by_wd.get(wd, (None, None))
+            if on_event is None:
+                continue
+            if mask & IN_IGNORED:
+                del self._by_wd[wd]
+                self._by_path.pop(path, None)
+            on_event(mask)
+
+    def close(self) -> None:
+        _close(self)
+        self._by_wd.clear()
+        self._by_path.clear()
